@@ -1,0 +1,757 @@
+//! The archive: raw messages content-addressed (BLAKE3, zstd), metadata and indexes in redb.
+//! This is the only module that knows the storage engine.
+//!
+//! Durability: a message is stored by [`Archive::put_batch`], which writes large blobs as
+//! fsynced files first and then commits every record of the batch in one redb transaction
+//! with immediate durability (fsync). When it returns `Ok`, the whole batch survives a crash
+//! or power loss; when it returns `Err`, nothing of it is visible (an already written blob
+//! file is an orphan that `verify --repair` removes, and a retry reuses it).
+
+mod blobs;
+mod committer;
+pub mod id;
+pub mod record;
+mod tables;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, MultimapTable, ReadTransaction, ReadableDatabase,
+    ReadableTable, ReadableTableMetadata, Table, WriteTransaction,
+};
+use serde::Serialize;
+
+pub use committer::{Committer, Pending};
+pub use id::{BlobHash, StableId};
+pub use record::{Flag, Meta, Party, Record, Storage};
+
+use crate::classify::Direction;
+use crate::ingest::recipients::Recipients;
+use blobs::BlobStore;
+use tables::*;
+
+/// Compressed blobs up to this size live inline in the database: they then cost no fsync of
+/// their own (the group commit's fsync covers them). Larger ones get a file. Chosen by
+/// `scripts/bench-ingest` (see README): 64 KiB covers nearly all text mail.
+pub const INLINE_MAX: usize = 64 * 1024;
+
+/// redb's page cache. Small on purpose: peak memory must not grow with the archive.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the archive in {0} is in use by another mailjournal process")]
+    Locked(PathBuf),
+    #[error("the archive in {dir} has format {found}, newer than this version reads ({FORMAT})")]
+    TooNew { dir: PathBuf, found: u64 },
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("record {uid} is unreadable: {reason}")]
+    Corrupt { uid: u32, reason: String },
+    #[error("the archive is full: no UIDs left")]
+    UidsExhausted,
+    #[error("the committer has stopped")]
+    CommitterGone,
+}
+
+impl Error {
+    /// Whether retrying later may succeed (a full disk, an I/O hiccup, a busy lock) as
+    /// opposed to a problem that needs an administrator. SMTP answers 4xx for transient.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Db(_) | Error::Io { .. } | Error::Locked(_) | Error::CommitterGone
+        )
+    }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+/// `?` for every redb error type.
+trait Db<T> {
+    fn db(self) -> Result<T, Error>;
+}
+
+impl<T, E: Into<redb::Error>> Db<T> for Result<T, E> {
+    fn db(self) -> Result<T, Error> {
+        self.map_err(|e| Error::Db(e.into()))
+    }
+}
+
+/// Ingest counters kept with the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Counter {
+    /// New messages stored (including quarantined junk).
+    Stored,
+    /// Copies merged into an existing record.
+    Duplicates,
+    /// Junk stored in quarantine.
+    JunkQuarantined,
+    /// Junk counted and discarded.
+    JunkDropped,
+    /// Messages stored with a malformed flag.
+    Malformed,
+    /// Messages unwrapped from journal reports.
+    JournalReports,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 6] = [
+        Counter::Stored,
+        Counter::Duplicates,
+        Counter::JunkQuarantined,
+        Counter::JunkDropped,
+        Counter::Malformed,
+        Counter::JournalReports,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Counter::Stored => "stored",
+            Counter::Duplicates => "duplicates",
+            Counter::JunkQuarantined => "junk_quarantined",
+            Counter::JunkDropped => "junk_dropped",
+            Counter::Malformed => "malformed",
+            Counter::JournalReports => "journal_reports",
+        }
+    }
+}
+
+/// A message ready to store: its identity, metadata and compressed bytes. Built by
+/// [`NewMessage::prepare`] off the commit path, so compression runs in parallel.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: StableId,
+    pub blob: BlobHash,
+    pub size: u64,
+    compressed: Vec<u8>,
+    pub meta: Meta,
+}
+
+impl NewMessage {
+    pub fn prepare(raw: &[u8], id: StableId, meta: Meta) -> Result<Self, Error> {
+        Ok(Self {
+            id,
+            blob: BlobHash::of(raw),
+            size: raw.len() as u64,
+            compressed: blobs::compress(raw).map_err(io("compressing a message"))?,
+            meta,
+        })
+    }
+
+    pub fn compressed_size(&self) -> usize {
+        self.compressed.len()
+    }
+}
+
+/// What `put` did with a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// A new record.
+    Stored { uid: u32, id: StableId },
+    /// Merged into the existing record with the same id; `changed` when it added recipients.
+    Duplicate {
+        uid: u32,
+        id: StableId,
+        changed: bool,
+    },
+}
+
+impl PutOutcome {
+    pub fn uid(&self) -> u32 {
+        match self {
+            PutOutcome::Stored { uid, .. } | PutOutcome::Duplicate { uid, .. } => *uid,
+        }
+    }
+
+    pub fn id(&self) -> &StableId {
+        match self {
+            PutOutcome::Stored { id, .. } | PutOutcome::Duplicate { id, .. } => id,
+        }
+    }
+}
+
+/// Re-derives a message's direction when a duplicate adds recipients.
+pub type Reclassify = dyn Fn(Option<&str>, &Recipients) -> Direction + Send + Sync;
+
+/// Which records `list` returns.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub direction: Option<Direction>,
+    /// Unix seconds, inclusive.
+    pub since: Option<i64>,
+    /// Unix seconds, exclusive.
+    pub until: Option<i64>,
+    /// A normalized address that must be a party.
+    pub address: Option<String>,
+    /// List quarantined junk instead of logged mail.
+    pub junk: bool,
+    pub limit: Option<usize>,
+}
+
+/// Figures about the archive.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub messages: u64,
+    pub inbound: u64,
+    pub outbound: u64,
+    pub internal: u64,
+    pub external: u64,
+    pub junk_quarantined_now: u64,
+    pub uidvalidity: u32,
+    pub next_uid: u32,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+    pub disk_bytes: u64,
+    pub counters: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// What `verify` found.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub records: u64,
+    pub blobs_checked: u64,
+    /// Each a sentence naming the record or file and what is wrong.
+    pub problems: Vec<String>,
+    /// Blob files no record refers to, and stray files (harmless; `--repair` removes them).
+    pub orphans: Vec<PathBuf>,
+}
+
+pub struct Archive {
+    dir: PathBuf,
+    db: Database,
+    blobs: BlobStore,
+    uidvalidity: u32,
+}
+
+impl Archive {
+    /// Opens the archive in `dir`, creating it (with a new UIDVALIDITY) if it does not exist.
+    /// Only one process may hold it open.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        let path = dir.join("archive.redb");
+        let mut builder = Database::builder();
+        builder.set_cache_size(CACHE_BYTES);
+        let db = match builder.create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(Error::Locked(dir.to_path_buf()));
+            }
+            Err(e) => return Err(Error::Db(e.into())),
+        };
+        let blobs = BlobStore::new(dir);
+        let txn = db.begin_write().db()?;
+        let uidvalidity = {
+            let mut meta = txn.open_table(META).db()?;
+            let format = get_u64(&meta, META_FORMAT)?;
+            match format {
+                Some(found) if found > FORMAT => {
+                    return Err(Error::TooNew {
+                        dir: dir.to_path_buf(),
+                        found,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    let now = jiff::Timestamp::now().as_second();
+                    // UIDVALIDITY is fixed at creation, as IMAP servers do: the creation time.
+                    let uidvalidity = u32::try_from(now).unwrap_or(1).max(1);
+                    meta.insert(META_FORMAT, FORMAT).db()?;
+                    meta.insert(META_UIDVALIDITY, u64::from(uidvalidity)).db()?;
+                    meta.insert(META_NEXT_UID, 1).db()?;
+                    meta.insert(META_CREATED, now.max(0) as u64).db()?;
+                }
+            }
+            let v = get_u64(&meta, META_UIDVALIDITY)?.unwrap_or(1);
+            u32::try_from(v).map_err(|_| Error::Corrupt {
+                uid: 0,
+                reason: format!("uidvalidity {v} out of range"),
+            })?
+        };
+        // Create every table so read transactions never find one missing.
+        txn.open_table(MESSAGES).db()?;
+        txn.open_table(IDS).db()?;
+        txn.open_multimap_table(MESSAGE_IDS).db()?;
+        txn.open_multimap_table(DIRECTIONS).db()?;
+        txn.open_table(DATES).db()?;
+        txn.open_multimap_table(ADDRESSES).db()?;
+        txn.open_multimap_table(THREADS).db()?;
+        txn.open_multimap_table(REFERENCES).db()?;
+        txn.open_table(JUNK).db()?;
+        txn.open_table(INLINE_BLOBS).db()?;
+        txn.open_table(COUNTERS).db()?;
+        txn.commit().db()?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            db,
+            blobs,
+            uidvalidity,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Fixed when the archive was created; never changes.
+    pub fn uidvalidity(&self) -> u32 {
+        self.uidvalidity
+    }
+
+    /// Stores a batch of messages in one durable commit. Idempotent: a message whose stable
+    /// id is already archived is merged into its record (union of recipients), not stored
+    /// again. Outcomes are in the order of `items`.
+    pub fn put_batch(
+        &self,
+        items: Vec<NewMessage>,
+        reclassify: &Reclassify,
+    ) -> Result<Vec<PutOutcome>, Error> {
+        let txn = self.db.begin_write().db()?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut dirs_to_sync = BTreeSet::new();
+        {
+            let mut w = Writer::open(&txn)?;
+            for item in items {
+                let existing = w.ids.get(item.id.as_str()).db()?.map(|g| g.value());
+                let outcome = match existing {
+                    Some(uid) => w.merge(uid, item, reclassify)?,
+                    None => {
+                        let storage = if item.compressed.len() <= INLINE_MAX {
+                            w.inline.insert(&item.blob.0[..], item.compressed.as_slice()).db()?;
+                            Storage::Inline
+                        } else {
+                            let dir = self
+                                .blobs
+                                .write(&item.blob, &item.compressed)
+                                .map_err(io(format!("writing blob {}", item.blob.to_hex())))?;
+                            dirs_to_sync.insert(dir);
+                            Storage::File
+                        };
+                        w.insert(item, storage)?
+                    }
+                };
+                outcomes.push(outcome);
+            }
+        }
+        for dir in &dirs_to_sync {
+            blobs::sync_dir(dir).map_err(io(format!("syncing {}", dir.display())))?;
+        }
+        txn.commit().db()?;
+        Ok(outcomes)
+    }
+
+    /// Adds to counters for events that store nothing (junk dropped).
+    pub fn add_counters(&self, counts: &[(Counter, u64)]) -> Result<(), Error> {
+        if counts.iter().all(|(_, n)| *n == 0) {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().db()?;
+        {
+            let mut t = txn.open_table(COUNTERS).db()?;
+            for (c, n) in counts {
+                bump(&mut t, c.key(), *n)?;
+            }
+        }
+        txn.commit().db()?;
+        Ok(())
+    }
+
+    fn read(&self) -> Result<ReadTransaction, Error> {
+        self.db.begin_read().db()
+    }
+
+    /// The record with this UID.
+    pub fn get(&self, uid: u32) -> Result<Option<Record>, Error> {
+        let txn = self.read()?;
+        let t = txn.open_table(MESSAGES).db()?;
+        t.get(uid).db()?.map(|g| decode(uid, g.value())).transpose()
+    }
+
+    /// The record with this stable id.
+    pub fn get_by_id(&self, id: &StableId) -> Result<Option<Record>, Error> {
+        let txn = self.read()?;
+        let uid = txn.open_table(IDS).db()?.get(id.as_str()).db()?.map(|g| g.value());
+        match uid {
+            Some(uid) => self.get(uid),
+            None => Ok(None),
+        }
+    }
+
+    /// The message's exact original bytes.
+    pub fn raw(&self, record: &Record) -> Result<Vec<u8>, Error> {
+        let hash = BlobHash::from_hex(&record.blob).ok_or_else(|| Error::Corrupt {
+            uid: record.uid,
+            reason: format!("blob name {:?} is not a hash", record.blob),
+        })?;
+        let compressed = self.compressed(record.uid, record.storage, &hash)?;
+        blobs::decompress(&compressed, record.size)
+            .map_err(io(format!("decompressing message {}", record.uid)))
+    }
+
+    fn compressed(&self, uid: u32, storage: Storage, hash: &BlobHash) -> Result<Vec<u8>, Error> {
+        match storage {
+            Storage::File => self
+                .blobs
+                .read(hash)
+                .map_err(io(format!("reading message {uid} from {}", self.blobs.path(hash).display()))),
+            Storage::Inline => {
+                let txn = self.read()?;
+                let t = txn.open_table(INLINE_BLOBS).db()?;
+                let bytes = t.get(&hash.0[..]).db()?.map(|g| g.value().to_vec());
+                bytes.ok_or_else(|| Error::Corrupt {
+                    uid,
+                    reason: format!("inline blob {} is missing", hash.to_hex()),
+                })
+            }
+        }
+    }
+
+    /// Records matching `filter`, in UID order.
+    pub fn list(&self, filter: &Filter) -> Result<Vec<Record>, Error> {
+        let txn = self.read()?;
+        let uids: Vec<u32> = if filter.junk {
+            let t = txn.open_table(JUNK).db()?;
+            t.iter().db()?.map(|r| r.map(|(k, _)| k.value())).collect::<Result<_, _>>().db()?
+        } else if let Some(address) = &filter.address {
+            let t = txn.open_multimap_table(ADDRESSES).db()?;
+            collect_multimap(t.get(address.as_str()).db()?)?
+        } else if let Some(direction) = filter.direction {
+            let t = txn.open_multimap_table(DIRECTIONS).db()?;
+            collect_multimap(t.get(direction.code()).db()?)?
+        } else {
+            let t = txn.open_table(DATES).db()?;
+            let lo = (filter.since.unwrap_or(i64::MIN), 0u32);
+            let hi = (filter.until.unwrap_or(i64::MAX), 0u32);
+            let mut uids: Vec<u32> = t
+                .range(lo..hi)
+                .db()?
+                .map(|r| r.map(|(k, _)| k.value().1))
+                .collect::<Result<_, _>>()
+                .db()?;
+            uids.sort_unstable();
+            uids
+        };
+        let messages = txn.open_table(MESSAGES).db()?;
+        let mut out = Vec::new();
+        for uid in uids {
+            let Some(g) = messages.get(uid).db()? else {
+                continue;
+            };
+            let record = decode(uid, g.value())?;
+            let m = &record.meta;
+            let keep = filter.junk == record.is_junk()
+                && filter.direction.is_none_or(|d| d == m.direction)
+                && filter.since.is_none_or(|s| m.date >= s)
+                && filter.until.is_none_or(|u| m.date < u)
+                && filter.address.as_deref().is_none_or(|a| is_party(&record, a));
+            if keep {
+                out.push(record);
+                if filter.limit.is_some_and(|l| out.len() >= l) {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn stats(&self) -> Result<Stats, Error> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META).db()?;
+        let dirs = txn.open_multimap_table(DIRECTIONS).db()?;
+        let count = |d: Direction| -> Result<u64, Error> { Ok(dirs.get(d.code()).db()?.len()) };
+        let counters_t = txn.open_table(COUNTERS).db()?;
+        let mut counters = std::collections::BTreeMap::new();
+        for c in Counter::ALL {
+            counters.insert(c.key(), get_u64(&counters_t, c.key())?.unwrap_or(0));
+        }
+        let mut disk_bytes = std::fs::metadata(self.dir.join("archive.redb"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if let Ok((hashes, _)) = self.blobs.scan() {
+            for h in hashes {
+                disk_bytes += std::fs::metadata(self.blobs.path(&h)).map(|m| m.len()).unwrap_or(0);
+            }
+        }
+        Ok(Stats {
+            messages: txn.open_table(MESSAGES).db()?.len().db()?,
+            inbound: count(Direction::Inbound)?,
+            outbound: count(Direction::Outbound)?,
+            internal: count(Direction::Internal)?,
+            external: count(Direction::External)?,
+            junk_quarantined_now: txn.open_table(JUNK).db()?.len().db()?,
+            uidvalidity: self.uidvalidity,
+            next_uid: get_u64(&meta, META_NEXT_UID)?.unwrap_or(1) as u32,
+            raw_bytes: get_u64(&meta, META_RAW_BYTES)?.unwrap_or(0),
+            stored_bytes: get_u64(&meta, META_STORED_BYTES)?.unwrap_or(0),
+            disk_bytes,
+            counters,
+        })
+    }
+
+    /// Checks that every record decodes, that its blob exists and hashes to its name, and
+    /// that the id index points back at it. With `repair`, removes orphan blob files and
+    /// stray temporary files (never anything a record refers to).
+    pub fn verify(
+        &self,
+        repair: bool,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<VerifyReport, Error> {
+        let mut report = VerifyReport::default();
+        let txn = self.read()?;
+        let messages = txn.open_table(MESSAGES).db()?;
+        let ids = txn.open_table(IDS).db()?;
+        let total = messages.len().db()?;
+        let mut referenced = BTreeSet::new();
+        for entry in messages.iter().db()? {
+            let (k, v) = entry.db()?;
+            let uid = k.value();
+            report.records += 1;
+            progress(report.records, total);
+            let record = match decode(uid, v.value()) {
+                Ok(r) => r,
+                Err(e) => {
+                    report.problems.push(e.to_string());
+                    continue;
+                }
+            };
+            match ids.get(record.id.as_str()).db()?.map(|g| g.value()) {
+                Some(u) if u == uid => {}
+                other => report.problems.push(format!(
+                    "message {uid} ({}): id index points at {other:?}",
+                    record.id
+                )),
+            }
+            let Some(hash) = BlobHash::from_hex(&record.blob) else {
+                report.problems.push(format!("message {uid}: blob name {:?} is not a hash", record.blob));
+                continue;
+            };
+            if record.storage == Storage::File {
+                referenced.insert(hash);
+            }
+            let raw = self
+                .compressed(uid, record.storage, &hash)
+                .and_then(|c| {
+                    blobs::decompress(&c, record.size)
+                        .map_err(io(format!("message {uid}: decompressing blob")))
+                });
+            report.blobs_checked += 1;
+            match raw {
+                Err(e) => report.problems.push(format!("message {uid} ({}): {e}", record.id)),
+                Ok(raw) if BlobHash::of(&raw) != hash => report.problems.push(format!(
+                    "message {uid} ({}): blob {} does not hash to its name",
+                    record.id, record.blob
+                )),
+                Ok(raw) if raw.len() as u64 != record.size => report.problems.push(format!(
+                    "message {uid} ({}): blob is {} bytes, record says {}",
+                    record.id,
+                    raw.len(),
+                    record.size
+                )),
+                Ok(_) => {}
+            }
+        }
+        let (files, strays) = self
+            .blobs
+            .scan()
+            .map_err(io(format!("scanning {}", self.blobs.root().display())))?;
+        let mut orphans: Vec<PathBuf> = files
+            .iter()
+            .filter(|h| !referenced.contains(h))
+            .map(|h| self.blobs.path(h))
+            .collect();
+        orphans.extend(strays);
+        if repair {
+            for path in &orphans {
+                std::fs::remove_file(path).map_err(io(format!("removing {}", path.display())))?;
+            }
+        }
+        report.orphans = orphans;
+        Ok(report)
+    }
+}
+
+fn is_party(record: &Record, address: &str) -> bool {
+    let m = &record.meta;
+    m.sender.as_deref() == Some(address)
+        || m.from.as_ref().is_some_and(|f| f.address == address)
+        || m.recipients.addresses().any(|a| a == address)
+}
+
+fn decode(uid: u32, bytes: &[u8]) -> Result<Record, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+        uid,
+        reason: e.to_string(),
+    })
+}
+
+fn encode(record: &Record) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(record).map_err(|e| Error::Corrupt {
+        uid: record.uid,
+        reason: e.to_string(),
+    })
+}
+
+fn get_u64(t: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<Option<u64>, Error> {
+    Ok(t.get(key).db()?.map(|g| g.value()))
+}
+
+fn bump(t: &mut Table<&'static str, u64>, key: &str, n: u64) -> Result<(), Error> {
+    let v = get_u64(t, key)?.unwrap_or(0);
+    t.insert(key, v.saturating_add(n)).db()?;
+    Ok(())
+}
+
+fn collect_multimap(values: redb::MultimapValue<'_, u32>) -> Result<Vec<u32>, Error> {
+    values.map(|r| r.map(|g| g.value())).collect::<Result<_, _>>().db()
+}
+
+/// The tables of one write transaction.
+struct Writer<'t> {
+    messages: Table<'t, u32, &'static [u8]>,
+    ids: Table<'t, &'static str, u32>,
+    message_ids: MultimapTable<'t, &'static str, u32>,
+    directions: MultimapTable<'t, u8, u32>,
+    dates: Table<'t, (i64, u32), ()>,
+    addresses: MultimapTable<'t, &'static str, u32>,
+    threads: MultimapTable<'t, &'static str, u32>,
+    references: MultimapTable<'t, &'static str, u32>,
+    junk: Table<'t, u32, ()>,
+    inline: Table<'t, &'static [u8], &'static [u8]>,
+    meta: Table<'t, &'static str, u64>,
+    counters: Table<'t, &'static str, u64>,
+}
+
+impl<'t> Writer<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, Error> {
+        Ok(Self {
+            messages: txn.open_table(MESSAGES).db()?,
+            ids: txn.open_table(IDS).db()?,
+            message_ids: txn.open_multimap_table(MESSAGE_IDS).db()?,
+            directions: txn.open_multimap_table(DIRECTIONS).db()?,
+            dates: txn.open_table(DATES).db()?,
+            addresses: txn.open_multimap_table(ADDRESSES).db()?,
+            threads: txn.open_multimap_table(THREADS).db()?,
+            references: txn.open_multimap_table(REFERENCES).db()?,
+            junk: txn.open_table(JUNK).db()?,
+            inline: txn.open_table(INLINE_BLOBS).db()?,
+            meta: txn.open_table(META).db()?,
+            counters: txn.open_table(COUNTERS).db()?,
+        })
+    }
+
+    fn insert(&mut self, item: NewMessage, storage: Storage) -> Result<PutOutcome, Error> {
+        let uid = get_u64(&self.meta, META_NEXT_UID)?.unwrap_or(1);
+        let uid = u32::try_from(uid).map_err(|_| Error::UidsExhausted)?;
+        let next = uid.checked_add(1).ok_or(Error::UidsExhausted)?;
+        self.meta.insert(META_NEXT_UID, u64::from(next)).db()?;
+        bump(&mut self.meta, META_RAW_BYTES, item.size)?;
+        bump(&mut self.meta, META_STORED_BYTES, item.compressed.len() as u64)?;
+
+        let record = Record {
+            v: record::RECORD_VERSION,
+            uid,
+            id: item.id.as_str().to_owned(),
+            blob: item.blob.to_hex(),
+            storage,
+            size: item.size,
+            stored_size: item.compressed.len() as u64,
+            copies: 1,
+            meta: item.meta,
+        };
+        let m = &record.meta;
+        self.messages.insert(uid, encode(&record)?.as_slice()).db()?;
+        self.ids.insert(record.id.as_str(), uid).db()?;
+        if let Some(mid) = &m.message_id {
+            self.message_ids.insert(mid.as_str(), uid).db()?;
+        }
+        if m.junk.is_some() {
+            self.junk.insert(uid, ()).db()?;
+            bump(&mut self.counters, Counter::JunkQuarantined.key(), 1)?;
+        } else {
+            self.directions.insert(m.direction.code(), uid).db()?;
+        }
+        self.dates.insert((m.date, uid), ()).db()?;
+        let parties = m
+            .sender
+            .iter()
+            .map(String::as_str)
+            .chain(m.from.iter().map(|f| f.address.as_str()))
+            .chain(m.recipients.addresses());
+        for address in parties {
+            self.addresses.insert(address, uid).db()?;
+        }
+        if let Some(thread) = &m.thread {
+            self.threads.insert(thread.as_str(), uid).db()?;
+        }
+        for r in m.in_reply_to.iter().chain(&m.references) {
+            self.references.insert(r.as_str(), uid).db()?;
+        }
+        bump(&mut self.counters, Counter::Stored.key(), 1)?;
+        if m.flags.iter().any(|f| f.is_malformed()) {
+            bump(&mut self.counters, Counter::Malformed.key(), 1)?;
+        }
+        if m.flags.contains(&Flag::JournalReport) {
+            bump(&mut self.counters, Counter::JournalReports.key(), 1)?;
+        }
+        Ok(PutOutcome::Stored {
+            uid,
+            id: item.id,
+        })
+    }
+
+    /// Merges a copy of an archived message into its record: the union of recipients (with
+    /// their sources), one more copy, and the direction re-derived if recipients were added.
+    fn merge(
+        &mut self,
+        uid: u32,
+        item: NewMessage,
+        reclassify: &Reclassify,
+    ) -> Result<PutOutcome, Error> {
+        let Some(bytes) = self.messages.get(uid).db()?.map(|g| g.value().to_vec()) else {
+            return Err(Error::Corrupt {
+                uid,
+                reason: "id index points at a missing record".into(),
+            });
+        };
+        let mut record = decode(uid, &bytes)?;
+        let changed = record.meta.recipients.merge(&item.meta.recipients);
+        record.copies = record.copies.saturating_add(1);
+        if record.meta.sender.is_none() && item.meta.sender.is_some() {
+            record.meta.sender = item.meta.sender.clone();
+        }
+        if changed {
+            for address in item.meta.recipients.addresses() {
+                self.addresses.insert(address, uid).db()?;
+            }
+            if let Some(sender) = &record.meta.sender {
+                self.addresses.insert(sender.as_str(), uid).db()?;
+            }
+            let direction = reclassify(record.meta.sender.as_deref(), &record.meta.recipients);
+            if direction != record.meta.direction {
+                if !record.is_junk() {
+                    self.directions.remove(record.meta.direction.code(), uid).db()?;
+                    self.directions.insert(direction.code(), uid).db()?;
+                }
+                record.meta.direction = direction;
+            }
+        }
+        self.messages.insert(uid, encode(&record)?.as_slice()).db()?;
+        bump(&mut self.counters, Counter::Duplicates.key(), 1)?;
+        Ok(PutOutcome::Duplicate {
+            uid,
+            id: item.id,
+            changed,
+        })
+    }
+}

@@ -1,0 +1,196 @@
+//! What the archive keeps about each message. Records are versioned JSON so the format can
+//! grow: new fields get serde defaults, and `v` says which writer made a record.
+
+use serde::{Deserialize, Serialize};
+
+use crate::classify::Direction;
+use crate::ingest::recipients::Recipients;
+
+/// The record format written by this version.
+pub const RECORD_VERSION: u16 = 1;
+
+/// Something worth knowing about how a message arrived or how it is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flag {
+    /// The MIME parser could not make sense of it at all; archived byte for byte.
+    Unparsed,
+    /// It does not start with a header block.
+    NoHeaderBlock,
+    /// A multipart body with no boundary, a boundary that never occurs, no closing
+    /// delimiter, or a part whose transfer encoding could not be decoded.
+    BrokenMime,
+    /// It contains NUL bytes.
+    NulBytes,
+    /// Its header block has 8-bit bytes that are not UTF-8.
+    Raw8bitHeaders,
+    /// It uses bare LF line endings rather than CRLF.
+    BareLf,
+    /// It has no Message-ID, so only identical bytes deduplicate.
+    NoMessageId,
+    /// It was unwrapped from an Exchange journal report.
+    JournalReport,
+    /// It says it is a journal report but could not be unwrapped; the report itself is kept.
+    JournalUnwrapFailed,
+    /// A spam filter flagged it; quarantined, never logged.
+    Junk,
+}
+
+impl Flag {
+    /// Whether the flag marks a message the parser could not fully understand.
+    pub fn is_malformed(self) -> bool {
+        matches!(
+            self,
+            Flag::Unparsed
+                | Flag::NoHeaderBlock
+                | Flag::BrokenMime
+                | Flag::NulBytes
+                | Flag::Raw8bitHeaders
+                | Flag::JournalUnwrapFailed
+        )
+    }
+}
+
+/// A name and address (the address normalized).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Everything ingest learned about a message: the part of a record that comes from content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// When the gateway received it (Unix seconds): IMAP's INTERNALDATE.
+    pub received_at: i64,
+    /// Its `Date:` (Unix seconds), or `received_at` when missing or unreadable.
+    pub date: i64,
+    pub direction: Direction,
+    /// The `From:` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Party>,
+    /// Who sent it for classification: the journal report's envelope sender, the `From:`
+    /// address, or the SMTP envelope sender, in that order of preference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    pub recipients: Recipients,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Without angle brackets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_reply_to: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
+    /// The Message-ID of the first message of its thread (the first of References, else
+    /// In-Reply-To, else its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
+    #[serde(default)]
+    pub attachments: u32,
+    #[serde(default)]
+    pub flags: Vec<Flag>,
+    /// Why it is junk (e.g. `X-Spam-Flag`), when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub junk: Option<String>,
+}
+
+/// How the raw bytes are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// zstd, in the database itself.
+    Inline,
+    /// zstd, in `objects/<2 hex>/<62 hex>`.
+    File,
+}
+
+/// One archived message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Format version of this record.
+    pub v: u16,
+    /// Global ingest sequence number: the message's IMAP UID in every folder.
+    pub uid: u32,
+    /// Stable id (permalink).
+    pub id: String,
+    /// BLAKE3 (hex) of the raw bytes.
+    pub blob: String,
+    pub storage: Storage,
+    /// Raw size in bytes.
+    pub size: u64,
+    /// Compressed size in bytes.
+    pub stored_size: u64,
+    /// How many copies of it arrived (duplicates merged into this record).
+    #[serde(default = "one")]
+    pub copies: u32,
+    #[serde(flatten)]
+    pub meta: Meta,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Record {
+    pub fn has_flag(&self, flag: Flag) -> bool {
+        self.meta.flags.contains(&flag)
+    }
+
+    pub fn is_junk(&self) -> bool {
+        self.meta.junk.is_some()
+    }
+}
+
+/// The public JSON view of a record (`list --json`, and the HTTP API later).
+#[derive(Debug, Serialize)]
+pub struct View<'a> {
+    pub id: &'a str,
+    pub uid: u32,
+    /// RFC 3339, UTC.
+    pub date: String,
+    pub direction: Direction,
+    pub from: Option<&'a Party>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<&'a str>,
+    pub recipients: &'a Recipients,
+    pub subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread: Option<&'a str>,
+    pub size: u64,
+    pub attachments: u32,
+    pub flags: &'a [Flag],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub junk: Option<&'a str>,
+    pub copies: u32,
+}
+
+impl Record {
+    pub fn view(&self) -> View<'_> {
+        let m = &self.meta;
+        View {
+            id: &self.id,
+            uid: self.uid,
+            date: crate::clock::rfc3339(m.date),
+            direction: m.direction,
+            from: m.from.as_ref(),
+            sender: m
+                .sender
+                .as_deref()
+                .filter(|s| m.from.as_ref().is_none_or(|f| f.address != *s)),
+            recipients: &m.recipients,
+            subject: m.subject.as_deref(),
+            message_id: m.message_id.as_deref(),
+            thread: m.thread.as_deref().filter(|t| m.message_id.as_deref() != Some(*t)),
+            size: self.size,
+            attachments: m.attachments,
+            flags: &m.flags,
+            junk: m.junk.as_deref(),
+            copies: self.copies,
+        }
+    }
+}

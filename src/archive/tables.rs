@@ -1,0 +1,40 @@
+//! The redb tables and their key layouts. Nothing outside `archive/` sees these.
+
+use redb::{MultimapTableDefinition, TableDefinition};
+
+/// uid → record (versioned JSON).
+pub const MESSAGES: TableDefinition<u32, &[u8]> = TableDefinition::new("messages");
+/// stable id → uid.
+pub const IDS: TableDefinition<&str, u32> = TableDefinition::new("ids");
+/// Message-ID → uids (several when bodies differ).
+pub const MESSAGE_IDS: MultimapTableDefinition<&str, u32> =
+    MultimapTableDefinition::new("message_ids");
+/// direction code → uids (junk is not indexed here: it is not logged).
+pub const DIRECTIONS: MultimapTableDefinition<u8, u32> = MultimapTableDefinition::new("directions");
+/// (date, uid) → ().
+pub const DATES: TableDefinition<(i64, u32), ()> = TableDefinition::new("dates");
+/// normalized address (sender, From, every recipient) → uids.
+pub const ADDRESSES: MultimapTableDefinition<&str, u32> = MultimapTableDefinition::new("addresses");
+/// thread root Message-ID → uids.
+pub const THREADS: MultimapTableDefinition<&str, u32> = MultimapTableDefinition::new("threads");
+/// Message-IDs this message refers to (In-Reply-To, References) → uids.
+pub const REFERENCES: MultimapTableDefinition<&str, u32> =
+    MultimapTableDefinition::new("references");
+/// uid → () for quarantined junk.
+pub const JUNK: TableDefinition<u32, ()> = TableDefinition::new("junk");
+/// blob hash → zstd bytes, for blobs small enough to live in the database.
+pub const INLINE_BLOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("inline_blobs");
+/// Archive-wide values (uidvalidity, next uid, format, byte totals).
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Ingest counters (duplicates, junk dropped, ...).
+pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+pub const META_FORMAT: &str = "format";
+pub const META_UIDVALIDITY: &str = "uidvalidity";
+pub const META_NEXT_UID: &str = "next_uid";
+pub const META_CREATED: &str = "created";
+pub const META_RAW_BYTES: &str = "raw_bytes";
+pub const META_STORED_BYTES: &str = "stored_bytes";
+
+/// The on-disk format this version reads and writes.
+pub const FORMAT: u64 = 1;

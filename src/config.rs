@@ -1,0 +1,430 @@
+//! Configuration: a TOML file (the embedded default or `--config FILE`), overridden by
+//! environment variables, validated into [`Settings`] with every problem named by its key.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::address::{DomainRule, OrgDomains};
+use crate::ingest::junk::JunkRules;
+
+/// The embedded default configuration.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/mailjournal.toml");
+
+/// The name under which the embedded default is reported.
+pub const DEFAULT_CONFIG_NAME: &str = "<embedded config/mailjournal.toml>";
+
+/// Environment variables that override the file, with the key each one replaces.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("MAILJOURNAL_DATA_DIR", "storage.data_dir"),
+    ("MAILJOURNAL_ORG_DOMAINS", "organization.domains"),
+];
+
+/// One thing wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key (`junk.action`), or the environment variable, the problem is about.
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+/// A configuration that cannot be used, with every problem found in it.
+#[derive(Debug, thiserror::Error)]
+pub struct Error {
+    /// The file (or the embedded default) the problems are in.
+    pub source_name: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} has {} problem(s):", self.source_name, self.problems.len())?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What to do with mail flagged as spam.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JunkAction {
+    Quarantine,
+    Drop,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct OrganizationSection {
+    domains: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct StorageSection {
+    data_dir: PathBuf,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct IngestSection {
+    max_message_size: ByteSize,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        Self {
+            max_message_size: ByteSize::mib(64),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct JunkSection {
+    action: JunkAction,
+    spam_flag: bool,
+    spam_status: bool,
+    scl: bool,
+    scl_threshold: i64,
+}
+
+impl Default for JunkSection {
+    fn default() -> Self {
+        Self {
+            action: JunkAction::Quarantine,
+            spam_flag: true,
+            spam_status: true,
+            scl: true,
+            scl_threshold: 5,
+        }
+    }
+}
+
+/// Junk handling, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JunkSettings {
+    pub action: JunkAction,
+    pub rules: JunkRules,
+}
+
+/// Ingest limits, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestSettings {
+    pub max_message_size: u64,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where it came from (a path or the embedded default), for messages.
+    pub source_name: String,
+    pub org: OrgDomains,
+    pub data_dir: PathBuf,
+    pub ingest: IngestSettings,
+    pub junk: JunkSettings,
+}
+
+/// The smallest `ingest.max_message_size` accepted: anything smaller refuses ordinary mail.
+const MIN_MESSAGE_SIZE: u64 = 64 * 1024;
+/// The largest `ingest.max_message_size` accepted: one message is held in memory while stored.
+const MAX_MESSAGE_SIZE: u64 = 1024 * 1024 * 1024;
+
+impl Settings {
+    /// Loads `path`, or the embedded default when `None`, with the process environment applied.
+    pub fn load(path: Option<&Path>) -> Result<Self, Error> {
+        let env = |name: &str| std::env::var(name).ok();
+        match path {
+            None => Self::from_toml(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, env),
+            Some(path) => {
+                let source_name = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| Error {
+                    source_name: source_name.clone(),
+                    problems: vec![Problem {
+                        key: "(file)".into(),
+                        reason: format!("cannot read it: {e}"),
+                    }],
+                })?;
+                Self::from_toml(&text, &source_name, env)
+            }
+        }
+    }
+
+    /// Parses and validates `text`; `env` looks up the override variables.
+    pub fn from_toml(
+        text: &str,
+        source_name: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, Error> {
+        let mut problems = Vec::new();
+        let fail = |problems| Error {
+            source_name: source_name.to_owned(),
+            problems,
+        };
+        let mut table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(Problem {
+                    key: "(syntax)".into(),
+                    reason: e.to_string().trim().replace('\n', " "),
+                });
+                return Err(fail(problems));
+            }
+        };
+        let organization: OrganizationSection = section(&mut table, "organization", &mut problems);
+        let storage: StorageSection = section(&mut table, "storage", &mut problems);
+        let ingest: IngestSection = section(&mut table, "ingest", &mut problems);
+        let junk: JunkSection = section(&mut table, "junk", &mut problems);
+        for unknown in table.keys() {
+            problems.push(Problem {
+                key: unknown.clone(),
+                reason: "unknown section or key".into(),
+            });
+        }
+
+        // Environment overrides.
+        let mut domains = (organization.domains, "organization.domains");
+        if let Some(value) = env("MAILJOURNAL_ORG_DOMAINS") {
+            domains = (
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                "MAILJOURNAL_ORG_DOMAINS",
+            );
+        }
+        let mut data_dir = (storage.data_dir, "storage.data_dir");
+        if let Some(value) = env("MAILJOURNAL_DATA_DIR") {
+            data_dir = (PathBuf::from(value), "MAILJOURNAL_DATA_DIR");
+        }
+
+        // Semantic checks.
+        let mut rules = Vec::new();
+        if domains.0.is_empty() {
+            problems.push(Problem {
+                key: domains.1.into(),
+                reason: "at least one organization domain is needed to tell inbound from outbound"
+                    .into(),
+            });
+        }
+        for d in &domains.0 {
+            match DomainRule::parse(d) {
+                Ok(rule) if rules.contains(&rule) => problems.push(Problem {
+                    key: domains.1.into(),
+                    reason: format!("{d:?} is listed twice"),
+                }),
+                Ok(rule) => rules.push(rule),
+                Err(reason) => problems.push(Problem {
+                    key: domains.1.into(),
+                    reason,
+                }),
+            }
+        }
+        if data_dir.0.as_os_str().is_empty() {
+            problems.push(Problem {
+                key: data_dir.1.into(),
+                reason: "must not be empty".into(),
+            });
+        }
+        let max = ingest.max_message_size.as_u64();
+        if !(MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE).contains(&max) {
+            problems.push(Problem {
+                key: "ingest.max_message_size".into(),
+                reason: format!(
+                    "{} is outside the sane range {} to {}",
+                    ingest.max_message_size,
+                    ByteSize(MIN_MESSAGE_SIZE),
+                    ByteSize(MAX_MESSAGE_SIZE)
+                ),
+            });
+        }
+        if !(0..=9).contains(&junk.scl_threshold) {
+            problems.push(Problem {
+                key: "junk.scl_threshold".into(),
+                reason: format!(
+                    "{} is not a spam confidence level (0 to 9)",
+                    junk.scl_threshold
+                ),
+            });
+        }
+
+        if !problems.is_empty() {
+            return Err(fail(problems));
+        }
+        Ok(Settings {
+            source_name: source_name.to_owned(),
+            org: OrgDomains::new(rules),
+            data_dir: data_dir.0,
+            ingest: IngestSettings {
+                max_message_size: max,
+            },
+            junk: JunkSettings {
+                action: junk.action,
+                rules: JunkRules {
+                    spam_flag: junk.spam_flag,
+                    spam_status: junk.spam_status,
+                    scl_threshold: junk.scl.then_some(junk.scl_threshold as i32),
+                },
+            },
+        })
+    }
+}
+
+/// Deserializes one section of the file, recording its problems (unknown keys, wrong types)
+/// under their full key. A key with a wrong value is reported, then left out so that its
+/// default applies and the rest of the section is still checked.
+fn section<T: DeserializeOwned + Default>(
+    table: &mut toml::Table,
+    name: &str,
+    problems: &mut Vec<Problem>,
+) -> T {
+    let Some(value) = table.remove(name) else {
+        return T::default();
+    };
+    let toml::Value::Table(mut entries) = value else {
+        problems.push(Problem {
+            key: name.into(),
+            reason: format!("must be a table ([{name}]), not a {}", value.type_str()),
+        });
+        return T::default();
+    };
+    // Each pass removes the key it failed on, so this ends after at most one pass per key.
+    loop {
+        let mut unknown = Vec::new();
+        let result: Result<T, _> =
+            serde_ignored::deserialize(toml::Value::Table(entries.clone()), |path| {
+                unknown.push(format!("{name}.{path}"));
+            });
+        match result {
+            Ok(v) => {
+                problems.extend(unknown.into_iter().map(|key| Problem {
+                    key,
+                    reason: "unknown key".into(),
+                }));
+                return v;
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let message = message.trim();
+                // toml names the offending key as "... for key `x`".
+                let bad_key = message
+                    .rsplit_once(" for key `")
+                    .map(|(reason, key)| (reason, key.trim_end_matches('`')))
+                    .filter(|(_, key)| entries.contains_key(*key));
+                match bad_key {
+                    Some((reason, key)) => {
+                        problems.push(Problem {
+                            key: format!("{name}.{key}"),
+                            reason: reason.replace('\n', " "),
+                        });
+                        entries.remove(key);
+                    }
+                    None => {
+                        problems.push(Problem {
+                            key: name.to_owned(),
+                            reason: message.replace('\n', " "),
+                        });
+                        return T::default();
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let s = Settings::from_toml(DEFAULT_CONFIG, "default", no_env).expect("valid default");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert!(s.org.contains_domain("example.com"));
+        assert!(s.org.contains_domain("eu.example.com"));
+        assert_eq!(s.junk.action, JunkAction::Quarantine);
+        assert_eq!(s.junk.rules.scl_threshold, Some(5));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = |name: &str| match name {
+            "MAILJOURNAL_DATA_DIR" => Some("/var/lib/mj".to_owned()),
+            "MAILJOURNAL_ORG_DOMAINS" => Some("contoso.com, *.contoso.eu".to_owned()),
+            _ => None,
+        };
+        let s = Settings::from_toml(DEFAULT_CONFIG, "default", env).expect("valid");
+        assert_eq!(s.data_dir, PathBuf::from("/var/lib/mj"));
+        assert!(s.org.contains_domain("contoso.com"));
+        assert!(!s.org.contains_domain("sub.contoso.com"));
+        assert!(s.org.contains_domain("sub.contoso.eu"));
+        assert!(!s.org.contains_domain("example.com"));
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_key() {
+        let text = r#"
+            colour = "blue"
+            [organization]
+            domains = ["exa mple.com", "*.ok.com", "*.ok.com"]
+            [ingest]
+            max_message_size = "10 KiB"
+            [junk]
+            action = "shred"
+            scl_threshold = 12
+            typo = 1
+        "#;
+        let err = Settings::from_toml(text, "test.toml", no_env).expect_err("invalid");
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        for want in [
+            "colour",
+            "organization.domains",
+            "ingest.max_message_size",
+            "junk.typo",
+            "junk.action",
+        ] {
+            assert!(keys.contains(&want), "no problem for {want}: {err}");
+        }
+        assert_eq!(keys.iter().filter(|k| **k == "organization.domains").count(), 2);
+        assert!(err.to_string().starts_with("test.toml has"));
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = Settings::from_toml("[storage\ndata_dir = 1", "bad.toml", no_env)
+            .expect_err("invalid");
+        assert_eq!(err.problems.len(), 1);
+        assert!(err.problems[0].reason.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn empty_domain_list_is_refused() {
+        let env = |name: &str| (name == "MAILJOURNAL_ORG_DOMAINS").then(|| " , ".to_owned());
+        let err = Settings::from_toml(DEFAULT_CONFIG, "default", env).expect_err("invalid");
+        assert_eq!(err.problems[0].key, "MAILJOURNAL_ORG_DOMAINS");
+    }
+}

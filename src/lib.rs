@@ -1,0 +1,12 @@
+//! mailjournal: an on-premises mail journaling gateway.
+//!
+//! Every way in (SMTP, IMAP pull, files) goes through the one [`ingest`] pipeline; every way
+//! out reads the one [`archive`].
+
+pub mod address;
+pub mod archive;
+pub mod classify;
+pub mod clock;
+pub mod config;
+pub mod ingest;
+pub mod sources;
