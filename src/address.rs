@@ -150,7 +150,11 @@ mod tests {
         assert!(DomainRule::parse("ex*ample.com").is_err());
         assert!(DomainRule::parse("localhost").is_err());
         assert!(DomainRule::parse("exa mple.com").is_err());
-        let org = OrgDomains::new(vec![exact, wide, DomainRule::parse("bücher.example").expect("valid")]);
+        let org = OrgDomains::new(vec![
+            exact,
+            wide,
+            DomainRule::parse("bücher.example").expect("valid"),
+        ]);
         assert!(org.contains_address("X@XN--BCHER-KVA.EXAMPLE"));
         assert!(org.contains_address("x@BÜCHER.example"));
         assert!(!org.contains_address("x@example.net"));

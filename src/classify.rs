@@ -112,9 +112,17 @@ mod tests {
         use Direction::*;
         let cases: &[(Option<&str>, &[&str], Direction)] = &[
             (Some("buyer@fabrikam.com"), &["alice@contoso.com"], Inbound),
-            (Some("BUYER@fabrikam.com"), &["Alice@CONTOSO.COM", "x@example.net"], Inbound),
+            (
+                Some("BUYER@fabrikam.com"),
+                &["Alice@CONTOSO.COM", "x@example.net"],
+                Inbound,
+            ),
             (Some("alice@contoso.com"), &["buyer@fabrikam.com"], Outbound),
-            (Some("alice@contoso.com"), &["bob@contoso.com", "buyer@fabrikam.com"], Outbound),
+            (
+                Some("alice@contoso.com"),
+                &["bob@contoso.com", "buyer@fabrikam.com"],
+                Outbound,
+            ),
             (Some("alice@contoso.com"), &["bob@contoso.com"], Internal),
             (Some("alice@contoso.com"), &[], Internal),
             (Some("a@fabrikam.com"), &["b@example.net"], External),
@@ -126,10 +134,22 @@ mod tests {
             (Some("x@sales.contoso.com"), &["alice@contoso.com"], Inbound),
             // look-alike domains are outside
             (Some("x@evilcontoso.com"), &["alice@contoso.com"], Inbound),
-            (Some("x@contoso.com.evil.net"), &["alice@contoso.com"], Inbound),
+            (
+                Some("x@contoso.com.evil.net"),
+                &["alice@contoso.com"],
+                Inbound,
+            ),
             // IDNA: Unicode and punycode forms are one domain
-            (Some("anna@BÜCHER.example"), &["b@xn--bcher-kva.example"], Internal),
-            (Some("anna@xn--bcher-kva.example"), &["b@fabrikam.com"], Outbound),
+            (
+                Some("anna@BÜCHER.example"),
+                &["b@xn--bcher-kva.example"],
+                Internal,
+            ),
+            (
+                Some("anna@xn--bcher-kva.example"),
+                &["b@fabrikam.com"],
+                Outbound,
+            ),
             // garbage recipient counts as outside, never as inside
             (Some("alice@contoso.com"), &["not-an-address"], Outbound),
         ];

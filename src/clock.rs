@@ -64,7 +64,10 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(parse_date("1970-01-02"), Ok(86_400));
-        assert_eq!(parse_date("2026-11-21T08:05:38Z").map(rfc3339), Ok("2026-11-21T08:05:38Z".into()));
+        assert_eq!(
+            parse_date("2026-11-21T08:05:38Z").map(rfc3339),
+            Ok("2026-11-21T08:05:38Z".into())
+        );
         assert!(parse_date("yesterday").is_err());
     }
 }

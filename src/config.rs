@@ -47,7 +47,12 @@ pub struct Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} has {} problem(s):", self.source_name, self.problems.len())?;
+        write!(
+            f,
+            "{} has {} problem(s):",
+            self.source_name,
+            self.problems.len()
+        )?;
         for p in &self.problems {
             write!(f, "\n  {p}")?;
         }
@@ -325,24 +330,25 @@ fn section<T: DeserializeOwned + Default>(
             }
             Err(e) => {
                 let message = e.to_string();
-                let message = message.trim();
-                // toml names the offending key as "... for key `x`".
+                let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+                // toml names the offending key as "... for key `x`" or "... in `x`".
                 let bad_key = message
                     .rsplit_once(" for key `")
+                    .or_else(|| message.rsplit_once(" in `"))
                     .map(|(reason, key)| (reason, key.trim_end_matches('`')))
                     .filter(|(_, key)| entries.contains_key(*key));
                 match bad_key {
                     Some((reason, key)) => {
                         problems.push(Problem {
                             key: format!("{name}.{key}"),
-                            reason: reason.replace('\n', " "),
+                            reason: reason.to_owned(),
                         });
                         entries.remove(key);
                     }
                     None => {
                         problems.push(Problem {
                             key: name.to_owned(),
-                            reason: message.replace('\n', " "),
+                            reason: message,
                         });
                         return T::default();
                     }
@@ -409,14 +415,19 @@ mod tests {
         ] {
             assert!(keys.contains(&want), "no problem for {want}: {err}");
         }
-        assert_eq!(keys.iter().filter(|k| **k == "organization.domains").count(), 2);
+        assert_eq!(
+            keys.iter()
+                .filter(|k| **k == "organization.domains")
+                .count(),
+            2
+        );
         assert!(err.to_string().starts_with("test.toml has"));
     }
 
     #[test]
     fn syntax_errors_name_the_line() {
-        let err = Settings::from_toml("[storage\ndata_dir = 1", "bad.toml", no_env)
-            .expect_err("invalid");
+        let err =
+            Settings::from_toml("[storage\ndata_dir = 1", "bad.toml", no_env).expect_err("invalid");
         assert_eq!(err.problems.len(), 1);
         assert!(err.problems[0].reason.contains("line 1"), "{err}");
     }

@@ -16,7 +16,11 @@ use mailjournal::ingest::{Ingestor, Policy, bulk};
 use mailjournal::{address, sources};
 
 #[derive(Parser)]
-#[command(name = "mailjournal", version, about = "On-premises mail journaling gateway")]
+#[command(
+    name = "mailjournal",
+    version,
+    about = "On-premises mail journaling gateway"
+)]
 struct Cli {
     /// Configuration file (default: the embedded config/mailjournal.toml).
     #[arg(long, global = true, value_name = "FILE")]
@@ -103,13 +107,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::CheckConfig { file } = &cli.command {
-        return check_config(file.as_ref().or(cli.config.as_ref()));
-    }
-    let settings = Settings::load(cli.config.as_deref())?;
+    let load = || Settings::load(cli.config.as_deref());
     match cli.command {
-        Command::CheckConfig { .. } => unreachable!("handled above"),
-        Command::Ingest { paths, json } => ingest(&settings, &paths, json),
+        Command::CheckConfig { file } => check_config(file.as_ref().or(cli.config.as_ref())),
+        Command::Ingest { paths, json } => ingest(&load()?, &paths, json),
         Command::List {
             direction,
             since,
@@ -134,11 +135,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 junk,
                 limit,
             };
-            list(&open(&settings)?, &filter, json)
+            list(&open(&load()?)?, &filter, json)
         }
-        Command::Show { id, meta } => show(&open(&settings)?, &id, meta),
-        Command::Stats { json } => stats(&open(&settings)?, json),
-        Command::Verify { repair } => verify(&open(&settings)?, repair),
+        Command::Show { id, meta } => show(&open(&load()?)?, &id, meta),
+        Command::Stats { json } => stats(&open(&load()?)?, json),
+        Command::Verify { repair } => verify(&open(&load()?)?, repair),
     }
 }
 
@@ -305,7 +306,11 @@ fn verify(archive: &Archive, repair: bool) -> anyhow::Result<ExitCode> {
         println!("problem: {p}");
     }
     for o in &report.orphans {
-        let verb = if repair { "removed" } else { "orphan (harmless; --repair removes it)" };
+        let verb = if repair {
+            "removed"
+        } else {
+            "orphan (harmless; --repair removes it)"
+        };
         println!("{verb}: {}", o.display());
     }
     println!(

@@ -136,7 +136,10 @@ pub fn read(file: &SourceFile, max_size: u64) -> Box<dyn Iterator<Item = Result<
     if file.size > max_size {
         return Box::new(std::iter::once(Err(Error {
             path,
-            reason: format!("{} bytes, over the message size limit of {max_size}", file.size),
+            reason: format!(
+                "{} bytes, over the message size limit of {max_size}",
+                file.size
+            ),
         })));
     }
     let mut raw = Vec::with_capacity(usize::try_from(file.size).unwrap_or(0));

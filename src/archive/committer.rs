@@ -91,7 +91,8 @@ fn run(archive: &Archive, reclassify: &Reclassify, rx: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let (items, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
+        let (items, replies): (Vec<_>, Vec<_>) =
+            jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
         let span = tracing::debug_span!("commit", messages = items.len());
         let _guard = span.enter();
         match archive.put_batch(items, reclassify) {

@@ -114,7 +114,9 @@ impl FromStr for StableId {
         if valid {
             Ok(Self(lower))
         } else {
-            Err(format!("{s:?} is not a message id ({ID_LEN} characters a-z, 2-7)"))
+            Err(format!(
+                "{s:?} is not a message id ({ID_LEN} characters a-z, 2-7)"
+            ))
         }
     }
 }
@@ -133,7 +135,10 @@ mod tests {
         assert_ne!(a, c);
         assert_ne!(a, d);
         // The derivation is part of the product: links must not change between versions.
-        assert_eq!(a.as_str(), StableId::from_message_id(" abc@example.com ", b"Hello\nWorld").as_str());
+        assert_eq!(
+            a.as_str(),
+            StableId::from_message_id(" abc@example.com ", b"Hello\nWorld").as_str()
+        );
         assert_eq!(a.as_str().len(), ID_LEN);
         assert_eq!(a.as_str().parse::<StableId>(), Ok(a.clone()));
         assert_eq!(a.as_str().to_uppercase().parse::<StableId>(), Ok(a));
@@ -143,7 +148,10 @@ mod tests {
     #[test]
     fn content_ids_differ_from_message_ids() {
         let blob = BlobHash::of(b"x");
-        assert_ne!(StableId::from_content(&blob), StableId::from_content(&BlobHash::of(b"y")));
+        assert_ne!(
+            StableId::from_content(&blob),
+            StableId::from_content(&BlobHash::of(b"y"))
+        );
         assert_eq!(BlobHash::from_hex(&blob.to_hex()), Some(blob));
         assert_eq!(BlobHash::from_hex("zz"), None);
     }

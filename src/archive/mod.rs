@@ -17,8 +17,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use redb::{
-    Database, MultimapTable, ReadTransaction, ReadableDatabase,
-    ReadableTable, ReadableTableMetadata, Table, WriteTransaction,
+    Database, MultimapTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, Table, WriteTransaction,
 };
 use serde::Serialize;
 
@@ -328,7 +328,9 @@ impl Archive {
                     Some(uid) => w.merge(uid, item, reclassify)?,
                     None => {
                         let storage = if item.compressed.len() <= INLINE_MAX {
-                            w.inline.insert(&item.blob.0[..], item.compressed.as_slice()).db()?;
+                            w.inline
+                                .insert(&item.blob.0[..], item.compressed.as_slice())
+                                .db()?;
                             Storage::Inline
                         } else {
                             let dir = self
@@ -381,7 +383,12 @@ impl Archive {
     /// The record with this stable id.
     pub fn get_by_id(&self, id: &StableId) -> Result<Option<Record>, Error> {
         let txn = self.read()?;
-        let uid = txn.open_table(IDS).db()?.get(id.as_str()).db()?.map(|g| g.value());
+        let uid = txn
+            .open_table(IDS)
+            .db()?
+            .get(id.as_str())
+            .db()?
+            .map(|g| g.value());
         match uid {
             Some(uid) => self.get(uid),
             None => Ok(None),
@@ -401,10 +408,10 @@ impl Archive {
 
     fn compressed(&self, uid: u32, storage: Storage, hash: &BlobHash) -> Result<Vec<u8>, Error> {
         match storage {
-            Storage::File => self
-                .blobs
-                .read(hash)
-                .map_err(io(format!("reading message {uid} from {}", self.blobs.path(hash).display()))),
+            Storage::File => self.blobs.read(hash).map_err(io(format!(
+                "reading message {uid} from {}",
+                self.blobs.path(hash).display()
+            ))),
             Storage::Inline => {
                 let txn = self.read()?;
                 let t = txn.open_table(INLINE_BLOBS).db()?;
@@ -422,7 +429,11 @@ impl Archive {
         let txn = self.read()?;
         let uids: Vec<u32> = if filter.junk {
             let t = txn.open_table(JUNK).db()?;
-            t.iter().db()?.map(|r| r.map(|(k, _)| k.value())).collect::<Result<_, _>>().db()?
+            t.iter()
+                .db()?
+                .map(|r| r.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()
+                .db()?
         } else if let Some(address) = &filter.address {
             let t = txn.open_multimap_table(ADDRESSES).db()?;
             collect_multimap(t.get(address.as_str()).db()?)?
@@ -454,7 +465,10 @@ impl Archive {
                 && filter.direction.is_none_or(|d| d == m.direction)
                 && filter.since.is_none_or(|s| m.date >= s)
                 && filter.until.is_none_or(|u| m.date < u)
-                && filter.address.as_deref().is_none_or(|a| is_party(&record, a));
+                && filter
+                    .address
+                    .as_deref()
+                    .is_none_or(|a| is_party(&record, a));
             if keep {
                 out.push(record);
                 if filter.limit.is_some_and(|l| out.len() >= l) {
@@ -480,7 +494,9 @@ impl Archive {
             .unwrap_or(0);
         if let Ok((hashes, _)) = self.blobs.scan() {
             for h in hashes {
-                disk_bytes += std::fs::metadata(self.blobs.path(&h)).map(|m| m.len()).unwrap_or(0);
+                disk_bytes += std::fs::metadata(self.blobs.path(&h))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
             }
         }
         Ok(Stats {
@@ -533,21 +549,24 @@ impl Archive {
                 )),
             }
             let Some(hash) = BlobHash::from_hex(&record.blob) else {
-                report.problems.push(format!("message {uid}: blob name {:?} is not a hash", record.blob));
+                report.problems.push(format!(
+                    "message {uid}: blob name {:?} is not a hash",
+                    record.blob
+                ));
                 continue;
             };
             if record.storage == Storage::File {
                 referenced.insert(hash);
             }
-            let raw = self
-                .compressed(uid, record.storage, &hash)
-                .and_then(|c| {
-                    blobs::decompress(&c, record.size)
-                        .map_err(io(format!("message {uid}: decompressing blob")))
-                });
+            let raw = self.compressed(uid, record.storage, &hash).and_then(|c| {
+                blobs::decompress(&c, record.size)
+                    .map_err(io(format!("message {uid}: decompressing blob")))
+            });
             report.blobs_checked += 1;
             match raw {
-                Err(e) => report.problems.push(format!("message {uid} ({}): {e}", record.id)),
+                Err(e) => report
+                    .problems
+                    .push(format!("message {uid} ({}): {e}", record.id)),
                 Ok(raw) if BlobHash::of(&raw) != hash => report.problems.push(format!(
                     "message {uid} ({}): blob {} does not hash to its name",
                     record.id, record.blob
@@ -613,7 +632,10 @@ fn bump(t: &mut Table<&'static str, u64>, key: &str, n: u64) -> Result<(), Error
 }
 
 fn collect_multimap(values: redb::MultimapValue<'_, u32>) -> Result<Vec<u32>, Error> {
-    values.map(|r| r.map(|g| g.value())).collect::<Result<_, _>>().db()
+    values
+        .map(|r| r.map(|g| g.value()))
+        .collect::<Result<_, _>>()
+        .db()
 }
 
 /// The tables of one write transaction.
@@ -656,7 +678,11 @@ impl<'t> Writer<'t> {
         let next = uid.checked_add(1).ok_or(Error::UidsExhausted)?;
         self.meta.insert(META_NEXT_UID, u64::from(next)).db()?;
         bump(&mut self.meta, META_RAW_BYTES, item.size)?;
-        bump(&mut self.meta, META_STORED_BYTES, item.compressed.len() as u64)?;
+        bump(
+            &mut self.meta,
+            META_STORED_BYTES,
+            item.compressed.len() as u64,
+        )?;
 
         let record = Record {
             v: record::RECORD_VERSION,
@@ -670,7 +696,9 @@ impl<'t> Writer<'t> {
             meta: item.meta,
         };
         let m = &record.meta;
-        self.messages.insert(uid, encode(&record)?.as_slice()).db()?;
+        self.messages
+            .insert(uid, encode(&record)?.as_slice())
+            .db()?;
         self.ids.insert(record.id.as_str(), uid).db()?;
         if let Some(mid) = &m.message_id {
             self.message_ids.insert(mid.as_str(), uid).db()?;
@@ -704,10 +732,7 @@ impl<'t> Writer<'t> {
         if m.flags.contains(&Flag::JournalReport) {
             bump(&mut self.counters, Counter::JournalReports.key(), 1)?;
         }
-        Ok(PutOutcome::Stored {
-            uid,
-            id: item.id,
-        })
+        Ok(PutOutcome::Stored { uid, id: item.id })
     }
 
     /// Merges a copy of an archived message into its record: the union of recipients (with
@@ -740,13 +765,17 @@ impl<'t> Writer<'t> {
             let direction = reclassify(record.meta.sender.as_deref(), &record.meta.recipients);
             if direction != record.meta.direction {
                 if !record.is_junk() {
-                    self.directions.remove(record.meta.direction.code(), uid).db()?;
+                    self.directions
+                        .remove(record.meta.direction.code(), uid)
+                        .db()?;
                     self.directions.insert(direction.code(), uid).db()?;
                 }
                 record.meta.direction = direction;
             }
         }
-        self.messages.insert(uid, encode(&record)?.as_slice()).db()?;
+        self.messages
+            .insert(uid, encode(&record)?.as_slice())
+            .db()?;
         bump(&mut self.counters, Counter::Duplicates.key(), 1)?;
         Ok(PutOutcome::Duplicate {
             uid,

@@ -23,6 +23,7 @@ pub enum Flag {
     /// It contains NUL bytes.
     NulBytes,
     /// Its header block has 8-bit bytes that are not UTF-8.
+    #[serde(rename = "raw-8bit-headers")]
     Raw8bitHeaders,
     /// It uses bare LF line endings rather than CRLF.
     BareLf,
@@ -185,7 +186,10 @@ impl Record {
             recipients: &m.recipients,
             subject: m.subject.as_deref(),
             message_id: m.message_id.as_deref(),
-            thread: m.thread.as_deref().filter(|t| m.message_id.as_deref() != Some(*t)),
+            thread: m
+                .thread
+                .as_deref()
+                .filter(|t| m.message_id.as_deref() != Some(*t)),
             size: self.size,
             attachments: m.attachments,
             flags: &m.flags,

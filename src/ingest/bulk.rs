@@ -57,11 +57,11 @@ pub fn ingest_files(
     let max_size = ingestor.policy().max_message_size;
     let mut done_bytes = 0;
 
-    let settle = |summary: &mut Summary, origin: String, pending: PendingIngest| {
-        match pending.wait_blocking() {
-            Ok(outcome) => summary.count(&outcome),
-            Err(e) => summary.errors.push(format!("{origin}: {e}")),
-        }
+    let settle = |summary: &mut Summary, origin: String, pending: PendingIngest| match pending
+        .wait_blocking()
+    {
+        Ok(outcome) => summary.count(&outcome),
+        Err(e) => summary.errors.push(format!("{origin}: {e}")),
     };
 
     for file in files {

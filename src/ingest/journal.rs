@@ -225,7 +225,11 @@ impl Envelope {
         let Some((name, value)) = line.split_once(':') else {
             return;
         };
-        let name = name.trim();
+        // Whatever precedes the name (a byte order mark, however the part's charset decoded it)
+        // is not part of it.
+        let name = name
+            .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+            .trim();
         if name.is_empty() || name.contains(char::is_whitespace) {
             return;
         }
@@ -684,8 +688,8 @@ mod tests {
                 ],
             },
             Case {
-                name: "mixed case names, odd spacing, folding and ignored fields",
-                envelope: "SENDER:Alice@Contoso.COM\r\n\
+                name: "byte order mark, mixed case names, odd spacing, folding, ignored fields",
+                envelope: "\u{feff}SENDER:Alice@Contoso.COM\r\n\
                     on-behalf-of: assistant@contoso.com\r\n\
                     message-ID :   <MiXeD@Contoso.com>   \r\n\
                     subject:\tHello   \r\n\

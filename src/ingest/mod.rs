@@ -88,7 +88,7 @@ impl Policy {
 #[derive(Debug)]
 pub enum Analyzed {
     /// Store this (junk to quarantine included: its meta says so).
-    Store(NewMessage),
+    Store(Box<NewMessage>),
     /// Junk under `action = "drop"`: count it, keep nothing.
     DropJunk { reason: String },
 }
@@ -163,8 +163,7 @@ pub fn analyze(raw: &[u8], envelope: &Envelope, policy: &Policy) -> Result<Analy
             if junk.is_none() {
                 junk = junk::verdict(m, &policy.junk.rules);
             }
-            if m.parts.first().is_none_or(|p| p.headers.is_empty()) || !starts_with_header(bytes)
-            {
+            if m.parts.first().is_none_or(|p| p.headers.is_empty()) {
                 flags.push(Flag::NoHeaderBlock);
             }
             if has_broken_mime(m, bytes) {
@@ -177,7 +176,11 @@ pub fn analyze(raw: &[u8], envelope: &Envelope, policy: &Policy) -> Result<Analy
                     name: a.name().map(str::to_owned).filter(|n| !n.trim().is_empty()),
                 })
             });
-            meta.subject = m.subject().map(str::to_owned);
+            meta.subject = if flags.contains(&Flag::Raw8bitHeaders) {
+                raw_header_text(m, bytes, "Subject")
+            } else {
+                m.subject().map(str::to_owned)
+            };
             meta.message_id = m.message_id().map(clean_id).filter(|s| !s.is_empty());
             meta.in_reply_to = id_list(m.in_reply_to());
             meta.references = id_list(m.references());
@@ -226,7 +229,9 @@ pub fn analyze(raw: &[u8], envelope: &Envelope, policy: &Policy) -> Result<Analy
         }
         _ => StableId::from_content(&blob),
     };
-    Ok(Analyzed::Store(NewMessage::prepare(bytes, id, meta)?))
+    Ok(Analyzed::Store(Box::new(NewMessage::prepare(
+        bytes, id, meta,
+    )?)))
 }
 
 fn describe(verdict: &junk::JunkVerdict) -> String {
@@ -239,7 +244,11 @@ fn describe(verdict: &junk::JunkVerdict) -> String {
 
 /// Message-IDs as mail-parser gives them, without brackets or white space.
 fn clean_id(id: &str) -> String {
-    id.trim().trim_start_matches('<').trim_end_matches('>').trim().to_owned()
+    id.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        .to_owned()
 }
 
 fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
@@ -289,6 +298,9 @@ fn header_recipients(m: &Message<'_>, out: &mut Recipients) {
 /// Flags that depend only on the bytes.
 fn byte_flags(bytes: &[u8]) -> Vec<Flag> {
     let mut flags = Vec::new();
+    if !starts_with_header(bytes) {
+        flags.push(Flag::NoHeaderBlock);
+    }
     if memchr::memchr(0, bytes).is_some() {
         flags.push(Flag::NulBytes);
     }
@@ -305,6 +317,27 @@ fn byte_flags(bytes: &[u8]) -> Vec<Flag> {
     flags
 }
 
+/// A header's text from its raw bytes, for headers with raw 8-bit bytes: UTF-8 where it is,
+/// else Latin-1 (what such headers almost always are), unfolded, with RFC 2047 words left
+/// as they are. Better than the replacement characters a strict decoder gives.
+fn raw_header_text(m: &Message<'_>, bytes: &[u8], name: &str) -> Option<String> {
+    let header = m
+        .parts
+        .first()?
+        .headers
+        .iter()
+        .find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
+    let start = (header.offset_start as usize).min(bytes.len());
+    let end = (header.offset_end as usize).clamp(start, bytes.len());
+    let raw = &bytes[start..end];
+    let text = match std::str::from_utf8(raw) {
+        Ok(s) => s.to_owned(),
+        Err(_) => raw.iter().map(|&b| char::from(b)).collect(),
+    };
+    let unfolded: Vec<&str> = text.split_whitespace().collect();
+    Some(unfolded.join(" "))
+}
+
 /// Whether the first line is a header field (`Name: value`) or a Unix `From ` line.
 fn starts_with_header(bytes: &[u8]) -> bool {
     let line_end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
@@ -319,7 +352,8 @@ fn starts_with_header(bytes: &[u8]) -> bool {
 /// whose transfer encoding could not be decoded.
 fn has_broken_mime(m: &Message<'_>, bytes: &[u8]) -> bool {
     m.parts.iter().any(|part| {
-        if part.is_encoding_problem {
+        // (mail-parser also sets this on a header-less root: that is no-header-block.)
+        if part.is_encoding_problem && !part.headers.is_empty() {
             return true;
         }
         let Some(ct) = part.content_type() else {
@@ -351,9 +385,15 @@ pub enum Outcome {
         id: StableId,
         malformed: bool,
     },
-    Duplicate { uid: u32, id: StableId },
+    Duplicate {
+        uid: u32,
+        id: StableId,
+    },
     /// Stored in quarantine.
-    Junk { uid: u32, id: StableId },
+    Junk {
+        uid: u32,
+        id: StableId,
+    },
     /// Junk, counted and discarded.
     JunkDropped,
 }
@@ -403,7 +443,7 @@ impl Ingestor {
                 Ok(PendingIngest::Queued {
                     junk,
                     malformed,
-                    pending: self.committer.submit(item)?,
+                    pending: self.committer.submit(*item)?,
                 })
             }
         }
@@ -429,7 +469,8 @@ impl PendingIngest {
     fn finish(
         junk: bool,
         malformed: bool,
-        result: Result<Result<PutOutcome, Arc<archive::Error>>, ()>) -> Result<Outcome, Error> {
+        result: Result<Result<PutOutcome, Arc<archive::Error>>, ()>,
+    ) -> Result<Outcome, Error> {
         let outcome = result.map_err(|()| archive::Error::CommitterGone)??;
         Ok(match outcome {
             PutOutcome::Duplicate { uid, id, .. } => Outcome::Duplicate { uid, id },

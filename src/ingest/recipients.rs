@@ -190,7 +190,10 @@ mod tests {
         b.add("y@example.com", None, RecipientSource::JournalBcc);
         assert!(a.merge(&b));
         assert!(!a.merge(&b), "merging the same set twice changes nothing");
-        assert_eq!(a.addresses().collect::<Vec<_>>(), ["x@example.com", "y@example.com"]);
+        assert_eq!(
+            a.addresses().collect::<Vec<_>>(),
+            ["x@example.com", "y@example.com"]
+        );
         assert_eq!(a.iter().next().map(|r| r.sources.len()), Some(2));
     }
 }

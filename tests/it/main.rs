@@ -1,1 +1,6 @@
+//! The one integration-test binary.
 
+mod archive;
+mod cli;
+mod golden;
+mod support;

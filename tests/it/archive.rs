@@ -1,0 +1,476 @@
+//! The archive and the pipeline through the library: deduplication, durability across
+//! reopen, verification, large messages, group commit under concurrency, limits.
+
+use std::sync::Arc;
+
+use mail_builder::MessageBuilder;
+use mailjournal::archive::{Archive, Counter, Filter, Storage};
+use mailjournal::classify::Direction;
+use mailjournal::config::JunkAction;
+use mailjournal::ingest::{self, Envelope, Outcome};
+
+use crate::golden::RECEIVED_AT;
+use crate::support::{TestArchive, fixtures, policy};
+
+fn envelope() -> Envelope {
+    Envelope {
+        mail_from: None,
+        received_at: RECEIVED_AT,
+    }
+}
+
+fn simple(from: &str, to: &str, bcc_header: Option<&str>, mid: &str, body: &str) -> Vec<u8> {
+    let mut text = format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: test {mid}\r\nDate: Fri, 20 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{mid}>\r\n"
+    );
+    if let Some(b) = bcc_header {
+        text.push_str(&format!("X-Envelope-To: {b}\r\n"));
+    }
+    text.push_str(&format!("\r\n{body}\r\n"));
+    text.into_bytes()
+}
+
+#[test]
+fn identical_bytes_are_stored_once_and_ids_are_stable_across_archives() {
+    let raw = std::fs::read(fixtures().join("inbound-bcc.eml")).expect("fixture");
+    let a = TestArchive::new();
+    let first = a
+        .ingestor()
+        .ingest_blocking(&raw, &envelope())
+        .expect("ingest");
+    let second = a
+        .ingestor()
+        .ingest_blocking(&raw, &envelope())
+        .expect("ingest");
+    let (Outcome::Stored { uid, id, .. }, Outcome::Duplicate { uid: uid2, id: id2 }) =
+        (&first, &second)
+    else {
+        panic!("want stored then duplicate, got {first:?} then {second:?}");
+    };
+    assert_eq!((uid, id), (uid2, id2));
+    let stats = a.archive().stats().expect("stats");
+    assert_eq!(stats.messages, 1);
+    assert_eq!(stats.counters["duplicates"], 1);
+    assert_eq!(
+        stats.raw_bytes,
+        raw.len() as u64,
+        "the bytes are stored once"
+    );
+
+    // Another instance, another time: the same id.
+    let b = TestArchive::new();
+    b.ingestor()
+        .ingest_blocking(
+            b"From: x@fabrikam.com\r\n\r\nsomething else first\r\n",
+            &envelope(),
+        )
+        .expect("ingest");
+    let again = b
+        .ingestor()
+        .ingest_blocking(
+            &raw,
+            &Envelope {
+                mail_from: None,
+                received_at: RECEIVED_AT + 86_400,
+            },
+        )
+        .expect("ingest");
+    assert!(
+        matches!(&again, Outcome::Stored { id: same, uid: 2, .. } if same == id),
+        "{again:?}"
+    );
+}
+
+#[test]
+fn a_duplicate_that_adds_an_outside_recipient_reclassifies() {
+    let t = TestArchive::new();
+    let copy1 = simple(
+        "alice@contoso.com",
+        "bob@contoso.com",
+        None,
+        "m1@contoso.com",
+        "hi",
+    );
+    let copy2 = simple(
+        "alice@contoso.com",
+        "bob@contoso.com",
+        Some("kim@fabrikam.com"),
+        "m1@contoso.com",
+        "hi",
+    );
+    t.ingestor()
+        .ingest_blocking(&copy1, &envelope())
+        .expect("ingest");
+    let r = t.archive().get(1).expect("get").expect("record");
+    assert_eq!(r.meta.direction, Direction::Internal);
+    t.ingestor()
+        .ingest_blocking(&copy2, &envelope())
+        .expect("ingest");
+    let r = t.archive().get(1).expect("get").expect("record");
+    assert_eq!(r.meta.direction, Direction::Outbound);
+    assert_eq!(r.copies, 2);
+    assert_eq!(
+        t.archive().raw(&r).expect("raw"),
+        copy1,
+        "the first copy's bytes are kept"
+    );
+    let outbound = Filter {
+        direction: Some(Direction::Outbound),
+        ..Filter::default()
+    };
+    assert_eq!(t.archive().list(&outbound).expect("list").len(), 1);
+    let internal = Filter {
+        direction: Some(Direction::Internal),
+        ..Filter::default()
+    };
+    assert!(
+        t.archive().list(&internal).expect("list").is_empty(),
+        "old index row removed"
+    );
+    let kim = Filter {
+        address: Some("kim@fabrikam.com".into()),
+        ..Filter::default()
+    };
+    assert_eq!(
+        t.archive().list(&kim).expect("list").len(),
+        1,
+        "new address indexed"
+    );
+}
+
+#[test]
+fn same_message_id_with_a_different_body_is_a_different_message() {
+    let t = TestArchive::new();
+    let a = simple(
+        "a@fabrikam.com",
+        "alice@contoso.com",
+        None,
+        "same@x",
+        "version one",
+    );
+    let b = simple(
+        "a@fabrikam.com",
+        "alice@contoso.com",
+        None,
+        "same@x",
+        "version two",
+    );
+    t.ingestor()
+        .ingest_blocking(&a, &envelope())
+        .expect("ingest");
+    let o = t
+        .ingestor()
+        .ingest_blocking(&b, &envelope())
+        .expect("ingest");
+    assert!(matches!(o, Outcome::Stored { uid: 2, .. }), "{o:?}");
+}
+
+#[test]
+fn records_uids_and_uidvalidity_survive_reopening() {
+    let t = TestArchive::new();
+    let uidvalidity = t.archive().uidvalidity();
+    for i in 0..5 {
+        let raw = simple(
+            "a@fabrikam.com",
+            "alice@contoso.com",
+            None,
+            &format!("r{i}@x"),
+            "b",
+        );
+        t.ingestor()
+            .ingest_blocking(&raw, &envelope())
+            .expect("ingest");
+    }
+    let dir = t.close();
+    let archive = Archive::open(dir.path()).expect("reopen");
+    assert_eq!(archive.uidvalidity(), uidvalidity);
+    let uids: Vec<u32> = archive
+        .list(&Filter::default())
+        .expect("list")
+        .iter()
+        .map(|r| r.uid)
+        .collect();
+    assert_eq!(uids, [1, 2, 3, 4, 5]);
+    drop(archive);
+    let (ingestor, committer) = ingest::Ingestor::start(
+        Arc::new(Archive::open(dir.path()).expect("reopen")),
+        policy(),
+    )
+    .expect("start");
+    let raw = simple("a@fabrikam.com", "alice@contoso.com", None, "r-new@x", "b");
+    let o = ingestor.ingest_blocking(&raw, &envelope()).expect("ingest");
+    assert!(
+        matches!(o, Outcome::Stored { uid: 6, .. }),
+        "UIDs continue: {o:?}"
+    );
+    drop(ingestor);
+    committer.join().expect("committer");
+}
+
+#[test]
+fn a_second_process_cannot_open_an_archive_in_use() {
+    let t = TestArchive::new();
+    match Archive::open(t.dir.path()) {
+        Err(e) => assert!(
+            e.to_string()
+                .contains("in use by another mailjournal process"),
+            "{e}"
+        ),
+        Ok(_) => panic!("two handles on one archive"),
+    }
+}
+
+#[test]
+fn twenty_megabyte_attachment_is_a_file_and_round_trips() {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let payload: Vec<u8> = (0..20 * 1024 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    let raw = MessageBuilder::new()
+        .from(("Alice", "alice@contoso.com"))
+        .to("marta@fabrikam.com")
+        .subject("Scans of the signed contract")
+        .message_id("big-1@contoso.com")
+        .text_body("Attached.")
+        .attachment("application/octet-stream", "scans.bin", payload)
+        .write_to_vec()
+        .expect("build message");
+    assert!(raw.len() > 20 * 1024 * 1024);
+    let t = TestArchive::new();
+    let o = t
+        .ingestor()
+        .ingest_blocking(&raw, &envelope())
+        .expect("ingest");
+    let Outcome::Stored { uid, .. } = o else {
+        panic!("{o:?}")
+    };
+    let r = t.archive().get(uid).expect("get").expect("record");
+    assert_eq!(r.storage, Storage::File);
+    assert_eq!(r.meta.attachments, 1);
+    assert_eq!(r.meta.direction, Direction::Outbound);
+    assert_eq!(r.size, raw.len() as u64);
+    assert!(t.archive().raw(&r).expect("raw") == raw, "byte-exact");
+    let report = t.archive().verify(false, |_, _| {}).expect("verify");
+    assert!(
+        report.problems.is_empty() && report.orphans.is_empty(),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn verify_names_a_corrupt_or_missing_blob_and_repair_removes_only_orphans() {
+    let t = TestArchive::new();
+    // A message big and random enough to be stored as its own file.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let body: String = (0..200_000u32)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect();
+    let raw = simple("a@fabrikam.com", "alice@contoso.com", None, "v@x", &body);
+    t.ingestor()
+        .ingest_blocking(&raw, &envelope())
+        .expect("ingest");
+    let small = simple("a@fabrikam.com", "alice@contoso.com", None, "v2@x", "small");
+    t.ingestor()
+        .ingest_blocking(&small, &envelope())
+        .expect("ingest");
+    let r = t.archive().get(1).expect("get").expect("record");
+    assert_eq!(r.storage, Storage::File);
+    let blob_path = t
+        .dir
+        .path()
+        .join("objects")
+        .join(&r.blob[..2])
+        .join(&r.blob[2..]);
+    let orphan = t.dir.path().join("objects").join("ab").join("c".repeat(62));
+    std::fs::create_dir_all(orphan.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&orphan, b"left by an interrupted commit").expect("write");
+
+    let report = t.archive().verify(false, |_, _| {}).expect("verify");
+    assert!(report.problems.is_empty(), "{report:?}");
+    assert_eq!(report.orphans, std::slice::from_ref(&orphan));
+
+    // Flip one byte of the compressed file: zstd's checksum or the hash catches it.
+    let mut bytes = std::fs::read(&blob_path).expect("read blob");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&blob_path, &bytes).expect("tamper");
+    let report = t.archive().verify(true, |_, _| {}).expect("verify");
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+    assert!(
+        report.problems[0].starts_with("message 1 ("),
+        "{}",
+        report.problems[0]
+    );
+    assert!(!orphan.exists(), "repair removed the orphan");
+    assert!(blob_path.exists(), "repair never removes a referenced blob");
+
+    std::fs::remove_file(&blob_path).expect("remove");
+    let report = t.archive().verify(false, |_, _| {}).expect("verify");
+    assert_eq!(report.problems.len(), 1);
+    assert!(
+        report.problems[0].contains("reading message 1"),
+        "{}",
+        report.problems[0]
+    );
+}
+
+#[test]
+fn concurrent_submitters_share_group_commits_and_get_distinct_uids() {
+    let t = TestArchive::new();
+    std::thread::scope(|s| {
+        for thread in 0..8 {
+            let ingestor = t.ingestor().clone();
+            s.spawn(move || {
+                for i in 0..50 {
+                    let raw = simple(
+                        "a@fabrikam.com",
+                        "alice@contoso.com",
+                        None,
+                        &format!("t{thread}-{i}@x"),
+                        "body",
+                    );
+                    let o = ingestor.ingest_blocking(&raw, &envelope()).expect("ingest");
+                    assert!(matches!(o, Outcome::Stored { .. }), "{o:?}");
+                }
+            });
+        }
+    });
+    let mut uids: Vec<u32> = t
+        .archive()
+        .list(&Filter::default())
+        .expect("list")
+        .iter()
+        .map(|r| r.uid)
+        .collect();
+    uids.sort_unstable();
+    assert_eq!(uids, (1..=400).collect::<Vec<_>>());
+}
+
+#[test]
+fn empty_and_oversized_messages_are_refused_with_a_reason() {
+    let mut p = policy();
+    p.max_message_size = 64 * 1024;
+    let t = TestArchive::with_policy(p);
+    let e = t
+        .ingestor()
+        .ingest_blocking(b"", &envelope())
+        .expect_err("empty");
+    assert_eq!(e.to_string(), "the message is empty");
+    assert!(!e.is_transient());
+    let big = vec![b'x'; 64 * 1024 + 1];
+    let e = t
+        .ingestor()
+        .ingest_blocking(&big, &envelope())
+        .expect_err("too large");
+    assert_eq!(
+        e.to_string(),
+        "the message is 65537 bytes, over the limit of 65536 bytes"
+    );
+    assert_eq!(t.archive().stats().expect("stats").messages, 0);
+}
+
+#[test]
+fn junk_is_quarantined_or_dropped_per_config() {
+    let raw = std::fs::read(fixtures().join("spam-flagged.eml")).expect("fixture");
+    let t = TestArchive::new();
+    let o = t
+        .ingestor()
+        .ingest_blocking(&raw, &envelope())
+        .expect("ingest");
+    assert!(matches!(o, Outcome::Junk { .. }), "{o:?}");
+    assert!(
+        t.archive()
+            .list(&Filter::default())
+            .expect("list")
+            .is_empty(),
+        "never logged"
+    );
+    let stats = t.archive().stats().expect("stats");
+    assert_eq!((stats.inbound, stats.junk_quarantined_now), (0, 1));
+
+    let mut p = policy();
+    p.junk.action = JunkAction::Drop;
+    let t = TestArchive::with_policy(p);
+    let o = t
+        .ingestor()
+        .ingest_blocking(&raw, &envelope())
+        .expect("ingest");
+    assert_eq!(o, Outcome::JunkDropped);
+    let stats = t.archive().stats().expect("stats");
+    assert_eq!(stats.messages, 0);
+    assert_eq!(stats.counters[Counter::JunkDropped.key()], 1);
+}
+
+#[test]
+fn list_filters_by_direction_date_and_address() {
+    let t = TestArchive::new();
+    for name in [
+        "inbound-bcc.eml",
+        "outbound.eml",
+        "internal.eml",
+        "external.eml",
+    ] {
+        let raw = std::fs::read(fixtures().join(name)).expect("fixture");
+        t.ingestor()
+            .ingest_blocking(&raw, &envelope())
+            .expect("ingest");
+    }
+    let a = t.archive();
+    let subjects = |f: Filter| -> Vec<String> {
+        a.list(&f)
+            .expect("list")
+            .into_iter()
+            .map(|r| r.meta.subject.unwrap_or_default())
+            .collect()
+    };
+    assert_eq!(
+        subjects(Filter {
+            direction: Some(Direction::Inbound),
+            ..Filter::default()
+        }),
+        ["Request for quotation: 400 pallets"]
+    );
+    // 2026-11-20T10:00:00Z onwards: the outbound reply and the internal note.
+    assert_eq!(
+        subjects(Filter {
+            since: Some(1_795_168_800),
+            ..Filter::default()
+        })
+        .len(),
+        2
+    );
+    assert_eq!(
+        subjects(Filter {
+            until: Some(1_795_168_800),
+            ..Filter::default()
+        }),
+        ["Request for quotation: 400 pallets", "Weekly digest"]
+    );
+    assert_eq!(
+        subjects(Filter {
+            address: Some("bob@contoso.com".into()),
+            ..Filter::default()
+        })
+        .len(),
+        2,
+        "bob is Cc on the reply and To on the internal note"
+    );
+    assert_eq!(
+        subjects(Filter {
+            limit: Some(3),
+            ..Filter::default()
+        })
+        .len(),
+        3
+    );
+}

@@ -1,0 +1,94 @@
+//! Shared test harness.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mailjournal::archive::Archive;
+use mailjournal::config::Settings;
+use mailjournal::ingest::{Ingestor, Policy};
+
+/// The organization every test uses.
+pub const TEST_CONFIG: &str = r#"
+[organization]
+domains = ["contoso.com", "*.contoso.eu"]
+
+[junk]
+action = "quarantine"
+"#;
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures")
+}
+
+pub fn settings(data_dir: &Path) -> Settings {
+    let mut s = Settings::from_toml(TEST_CONFIG, "test", |_| None).expect("test config is valid");
+    s.data_dir = data_dir.to_path_buf();
+    s
+}
+
+pub fn policy() -> Policy {
+    Policy::from_settings(&settings(Path::new("unused")))
+}
+
+/// A fresh archive in a temporary directory, with an ingestor on it.
+pub struct TestArchive {
+    pub dir: tempfile::TempDir,
+    pub ingestor: Option<Ingestor>,
+    committer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestArchive {
+    pub fn new() -> Self {
+        Self::with_policy(policy())
+    }
+
+    pub fn with_policy(policy: Policy) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let archive = Arc::new(Archive::open(dir.path()).expect("open archive"));
+        let (ingestor, committer) = Ingestor::start(archive, policy).expect("start ingestor");
+        Self {
+            dir,
+            ingestor: Some(ingestor),
+            committer: Some(committer),
+        }
+    }
+
+    pub fn ingestor(&self) -> &Ingestor {
+        self.ingestor.as_ref().expect("running")
+    }
+
+    pub fn archive(&self) -> &Arc<Archive> {
+        self.ingestor().archive()
+    }
+
+    /// Stops the committer and releases the archive (so another process may open it).
+    pub fn close(self) -> tempfile::TempDir {
+        let TestArchive {
+            dir,
+            ingestor,
+            committer,
+        } = self;
+        drop(ingestor);
+        if let Some(c) = committer {
+            c.join().expect("committer thread");
+        }
+        dir
+    }
+}
+
+/// Runs the real binary.
+pub fn mailjournal(args: &[&str], data_dir: &Path) -> std::process::Output {
+    let config = data_dir.join("test-config.toml");
+    if !config.exists() {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        std::fs::write(&config, TEST_CONFIG).expect("write config");
+    }
+    std::process::Command::new(env!("CARGO_BIN_EXE_mailjournal"))
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .env("MAILJOURNAL_DATA_DIR", data_dir)
+        .env_remove("MAILJOURNAL_ORG_DOMAINS")
+        .output()
+        .expect("run mailjournal")
+}
