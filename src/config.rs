@@ -2,7 +2,11 @@
 //! environment variables, validated into [`Settings`] with every problem named by its key.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
 
 use bytesize::ByteSize;
 use serde::Deserialize;
@@ -21,6 +25,9 @@ pub const DEFAULT_CONFIG_NAME: &str = "<embedded config/mailjournal.toml>";
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("MAILJOURNAL_DATA_DIR", "storage.data_dir"),
     ("MAILJOURNAL_ORG_DOMAINS", "organization.domains"),
+    ("MAILJOURNAL_SMTP_LISTEN", "smtp.listen"),
+    ("MAILJOURNAL_SMTPS_LISTEN", "smtp.tls_listen"),
+    ("MAILJOURNAL_JOURNAL_ADDRESSES", "smtp.journal_addresses"),
 ];
 
 /// One thing wrong with a configuration.
@@ -68,6 +75,41 @@ pub enum JunkAction {
     Drop,
 }
 
+/// The organization-wide logging switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Logging {
+    /// Accept and archive.
+    On,
+    /// Refuse with a temporary error (451) so mail waits in the sender's queue.
+    Paused,
+    /// Accept and discard: nothing is archived.
+    Off,
+}
+
+impl std::str::FromStr for Logging {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "on" => Ok(Logging::On),
+            "paused" | "pause" => Ok(Logging::Paused),
+            "off" => Ok(Logging::Off),
+            _ => Err(format!("{s:?} is not one of on, paused, off")),
+        }
+    }
+}
+
+impl fmt::Display for Logging {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Logging::On => "on",
+            Logging::Paused => "paused",
+            Logging::Off => "off",
+        })
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct OrganizationSection {
@@ -92,14 +134,92 @@ impl Default for StorageSection {
 #[serde(default)]
 struct IngestSection {
     max_message_size: ByteSize,
+    logging: Logging,
 }
 
 impl Default for IngestSection {
     fn default() -> Self {
         Self {
             max_message_size: ByteSize::mib(64),
+            logging: Logging::On,
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct SmtpSection {
+    listen: String,
+    tls_listen: String,
+    hostname: String,
+    journal_addresses: Vec<String>,
+    allow_networks: Vec<String>,
+    auth: bool,
+    max_recipients: usize,
+    #[serde(with = "humantime_serde")]
+    command_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    data_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    shutdown_grace: Duration,
+    max_connections: usize,
+    max_connections_per_minute: u32,
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:2525".into(),
+            tls_listen: String::new(),
+            hostname: "localhost".into(),
+            journal_addresses: vec!["journal@example.com".into()],
+            allow_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            auth: true,
+            max_recipients: 100,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+            shutdown_grace: Duration::from_secs(30),
+            max_connections: 500,
+            max_connections_per_minute: 600,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct TlsSection {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+/// TLS certificate source, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSettings {
+    /// A PEM certificate chain and private key.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A self-signed certificate generated into the data directory on first start.
+    SelfSigned,
+}
+
+/// The SMTP receiver, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    pub listen: Option<SocketAddr>,
+    pub tls_listen: Option<SocketAddr>,
+    /// The name in the greeting and EHLO reply.
+    pub hostname: String,
+    /// Normalized journal addresses: the only recipients accepted.
+    pub journal_addresses: Vec<String>,
+    /// Sources that may send without authenticating.
+    pub allow_networks: Vec<IpNet>,
+    /// Whether SMTP AUTH is offered (for sources outside `allow_networks`).
+    pub auth: bool,
+    pub max_recipients: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_minute: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +266,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub ingest: IngestSettings,
     pub junk: JunkSettings,
+    pub logging: Logging,
+    pub smtp: SmtpSettings,
+    pub tls: TlsSettings,
 }
 
 /// The smallest `ingest.max_message_size` accepted: anything smaller refuses ordinary mail.
@@ -198,6 +321,8 @@ impl Settings {
         let storage: StorageSection = section(&mut table, "storage", &mut problems);
         let ingest: IngestSection = section(&mut table, "ingest", &mut problems);
         let junk: JunkSection = section(&mut table, "junk", &mut problems);
+        let smtp: SmtpSection = section(&mut table, "smtp", &mut problems);
+        let tls: TlsSection = section(&mut table, "tls", &mut problems);
         for unknown in table.keys() {
             problems.push(Problem {
                 key: unknown.clone(),
@@ -208,20 +333,23 @@ impl Settings {
         // Environment overrides.
         let mut domains = (organization.domains, "organization.domains");
         if let Some(value) = env("MAILJOURNAL_ORG_DOMAINS") {
-            domains = (
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-                "MAILJOURNAL_ORG_DOMAINS",
-            );
+            domains = (split_list(&value), "MAILJOURNAL_ORG_DOMAINS");
         }
         let mut data_dir = (storage.data_dir, "storage.data_dir");
         if let Some(value) = env("MAILJOURNAL_DATA_DIR") {
             data_dir = (PathBuf::from(value), "MAILJOURNAL_DATA_DIR");
         }
+
+        let smtp_listen = env("MAILJOURNAL_SMTP_LISTEN")
+            .map(|v| (v, "MAILJOURNAL_SMTP_LISTEN"))
+            .unwrap_or((smtp.listen.clone(), "smtp.listen"));
+        let smtps_listen = env("MAILJOURNAL_SMTPS_LISTEN")
+            .map(|v| (v, "MAILJOURNAL_SMTPS_LISTEN"))
+            .unwrap_or((smtp.tls_listen.clone(), "smtp.tls_listen"));
+        let journal_addresses = match env("MAILJOURNAL_JOURNAL_ADDRESSES") {
+            Some(v) => (split_list(&v), "MAILJOURNAL_JOURNAL_ADDRESSES"),
+            None => (smtp.journal_addresses.clone(), "smtp.journal_addresses"),
+        };
 
         // Semantic checks.
         let mut rules = Vec::new();
@@ -273,6 +401,33 @@ impl Settings {
             });
         }
 
+        let smtp = validate_smtp(
+            smtp,
+            smtp_listen,
+            smtps_listen,
+            journal_addresses,
+            &mut problems,
+        );
+        let tls = match (tls.cert, tls.key) {
+            (None, None) => TlsSettings::SelfSigned,
+            (Some(cert), Some(key)) => TlsSettings::Files { cert, key },
+            (Some(_), None) => {
+                problems.push(Problem {
+                    key: "tls.key".into(),
+                    reason: "tls.cert is set, so tls.key (its private key) is needed too".into(),
+                });
+                TlsSettings::SelfSigned
+            }
+            (None, Some(_)) => {
+                problems.push(Problem {
+                    key: "tls.cert".into(),
+                    reason: "tls.key is set, so tls.cert (its certificate chain) is needed too"
+                        .into(),
+                });
+                TlsSettings::SelfSigned
+            }
+        };
+
         if !problems.is_empty() {
             return Err(fail(problems));
         }
@@ -283,6 +438,9 @@ impl Settings {
             ingest: IngestSettings {
                 max_message_size: max,
             },
+            logging: ingest.logging,
+            smtp,
+            tls,
             junk: JunkSettings {
                 action: junk.action,
                 rules: JunkRules {
@@ -292,6 +450,129 @@ impl Settings {
                 },
             },
         })
+    }
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// An optional listen address: empty means "no listener".
+fn listen_addr(value: &(String, &str), problems: &mut Vec<Problem>) -> Option<SocketAddr> {
+    let text = value.0.trim();
+    if text.is_empty() {
+        return None;
+    }
+    match text.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.push(Problem {
+                key: value.1.into(),
+                reason: format!(
+                    "{text:?} is not an address:port such as 127.0.0.1:2525 or [::1]:2525"
+                ),
+            });
+            None
+        }
+    }
+}
+
+fn validate_smtp(
+    smtp: SmtpSection,
+    listen: (String, &str),
+    tls_listen: (String, &str),
+    journal_addresses: (Vec<String>, &str),
+    problems: &mut Vec<Problem>,
+) -> SmtpSettings {
+    let mut problem = |key: &str, reason: String| {
+        problems.push(Problem {
+            key: key.into(),
+            reason,
+        })
+    };
+    let mut addresses = Vec::new();
+    for a in &journal_addresses.0 {
+        match crate::address::normalize(a) {
+            Some(n) if !addresses.contains(&n) => addresses.push(n),
+            Some(_) => problem(journal_addresses.1, format!("{a:?} is listed twice")),
+            None => problem(
+                journal_addresses.1,
+                format!("{a:?} is not an e-mail address"),
+            ),
+        }
+    }
+    if addresses.is_empty() {
+        problem(
+            journal_addresses.1,
+            "at least one journal address is needed: it is what mail-flow rules copy to".into(),
+        );
+    }
+    let mut networks = Vec::new();
+    for n in &smtp.allow_networks {
+        let parsed = n
+            .parse::<IpNet>()
+            .or_else(|_| n.parse::<std::net::IpAddr>().map(IpNet::from));
+        match parsed {
+            Ok(net) => networks.push(net),
+            Err(_) => problem(
+                "smtp.allow_networks",
+                format!("{n:?} is not a network (10.0.0.0/8) or an address"),
+            ),
+        }
+    }
+    if smtp.hostname.trim().is_empty() || smtp.hostname.contains(char::is_whitespace) {
+        problem(
+            "smtp.hostname",
+            format!("{:?} is not a host name", smtp.hostname),
+        );
+    }
+    if !(1..=10_000).contains(&smtp.max_recipients) {
+        problem(
+            "smtp.max_recipients",
+            format!("{} is outside 1 to 10000", smtp.max_recipients),
+        );
+    }
+    if !(1..=100_000).contains(&smtp.max_connections) {
+        problem(
+            "smtp.max_connections",
+            format!("{} is outside 1 to 100000", smtp.max_connections),
+        );
+    }
+    if smtp.max_connections_per_minute == 0 {
+        problem(
+            "smtp.max_connections_per_minute",
+            "must be at least 1".into(),
+        );
+    }
+    for (key, d) in [
+        ("smtp.command_timeout", smtp.command_timeout),
+        ("smtp.data_timeout", smtp.data_timeout),
+    ] {
+        if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+            problem(
+                key,
+                format!("{} is outside 1s to 1h", humantime::format_duration(d)),
+            );
+        }
+    }
+    SmtpSettings {
+        listen: listen_addr(&listen, problems),
+        tls_listen: listen_addr(&tls_listen, problems),
+        hostname: smtp.hostname.trim().to_owned(),
+        journal_addresses: addresses,
+        allow_networks: networks,
+        auth: smtp.auth,
+        max_recipients: smtp.max_recipients,
+        command_timeout: smtp.command_timeout,
+        data_timeout: smtp.data_timeout,
+        shutdown_grace: smtp.shutdown_grace,
+        max_connections: smtp.max_connections,
+        max_connections_per_minute: smtp.max_connections_per_minute,
     }
 }
 

@@ -5,8 +5,13 @@
 
 pub mod address;
 pub mod archive;
+pub mod auth;
 pub mod classify;
 pub mod clock;
 pub mod config;
 pub mod ingest;
+pub mod net;
+pub mod runtime;
+pub mod server;
+pub mod smtp;
 pub mod sources;

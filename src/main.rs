@@ -13,6 +13,7 @@ use mailjournal::classify::Direction;
 use mailjournal::clock::{self, SystemClock};
 use mailjournal::config::Settings;
 use mailjournal::ingest::{Ingestor, Policy, bulk};
+use mailjournal::server::Server;
 use mailjournal::{address, sources};
 
 #[derive(Parser)]
@@ -31,6 +32,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the gateway: the SMTP journal receiver on the archive.
+    Serve,
     /// Check a configuration file (or --config, or the default) and report every problem.
     CheckConfig {
         /// The file to check (default: --config, else the embedded default).
@@ -90,13 +93,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve) {
+        "info"
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MAILJOURNAL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -110,6 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let load = || Settings::load(cli.config.as_deref());
     match cli.command {
         Command::CheckConfig { file } => check_config(file.as_ref().or(cli.config.as_ref())),
+        Command::Serve => serve(cli.config.as_deref()),
         Command::Ingest { paths, json } => ingest(&load()?, &paths, json),
         Command::List {
             direction,
@@ -141,6 +151,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats { json } => stats(&open(&load()?)?, json),
         Command::Verify { repair } => verify(&open(&load()?)?, repair),
     }
+}
+
+fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mailjournal")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let server = Server::start(&settings, Arc::new(SystemClock))
+            .await
+            .with_context(|| format!("starting the gateway on {}", settings.data_dir.display()))?;
+        tracing::info!(data_dir = %settings.data_dir.display(), "mailjournal is running");
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => match Settings::load(config) {
+                    Ok(new) => {
+                        server.logging.set(new.logging);
+                        tracing::info!(logging = %new.logging, "configuration reloaded");
+                    }
+                    Err(e) => tracing::error!("reload refused, keeping the running configuration: {e}"),
+                },
+            }
+        }
+        tracing::info!("shutting down");
+        server.stop().await;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn open(settings: &Settings) -> anyhow::Result<Archive> {

@@ -12,6 +12,7 @@ mod committer;
 pub mod id;
 pub mod record;
 mod tables;
+pub mod users;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use serde::Serialize;
 pub use committer::{Committer, Pending};
 pub use id::{BlobHash, StableId};
 pub use record::{Flag, Meta, Party, Record, Storage};
+pub use users::{Account, Role};
 
 use crate::classify::Direction;
 use crate::ingest::recipients::Recipients;
@@ -291,6 +293,7 @@ impl Archive {
         txn.open_table(JUNK).db()?;
         txn.open_table(INLINE_BLOBS).db()?;
         txn.open_table(COUNTERS).db()?;
+        txn.open_table(USERS).db()?;
         txn.commit().db()?;
         Ok(Self {
             dir: dir.to_path_buf(),

@@ -38,3 +38,5 @@ pub const META_STORED_BYTES: &str = "stored_bytes";
 
 /// The on-disk format this version reads and writes.
 pub const FORMAT: u64 = 1;
+/// account name → account (JSON: password hash, roles). Kept apart from the messages.
+pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");

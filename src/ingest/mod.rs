@@ -75,7 +75,7 @@ impl Policy {
             org: settings.org.clone(),
             junk: settings.junk.clone(),
             max_message_size: settings.ingest.max_message_size,
-            ignore_recipients: Vec::new(),
+            ignore_recipients: settings.smtp.journal_addresses.clone(),
         }
     }
 

@@ -1,0 +1,4 @@
+//! Network plumbing shared by the listeners: TLS, and the accept loop with its limits.
+
+pub mod listener;
+pub mod tls;

@@ -1,0 +1,175 @@
+//! TLS for the listeners: rustls with the ring provider only, TLS 1.2 and 1.3. Certificates
+//! come from PEM files, or are generated self-signed into the data directory on first start.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::TlsSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("generating a self-signed certificate: {0}")]
+    Generate(String),
+    #[error("the certificate and key do not make a TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// A loaded certificate: the server configuration and the leaf's SHA-256 fingerprint.
+#[derive(Clone)]
+pub struct Tls {
+    pub config: Arc<ServerConfig>,
+    pub fingerprint: String,
+    /// Where the certificate came from (for logs and `validate`).
+    pub source: String,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("fingerprint", &self.fingerprint)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// The ring provider: the only one this project builds.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Loads the configured certificate, or the self-signed one in `data_dir/tls/` (generating
+/// it for `hostname` if it does not exist yet).
+pub fn load(settings: &TlsSettings, data_dir: &Path, hostname: &str) -> Result<Tls, Error> {
+    let (cert, key) = match settings {
+        TlsSettings::Files { cert, key } => (cert.clone(), key.clone()),
+        TlsSettings::SelfSigned => {
+            let dir = data_dir.join("tls");
+            let cert = dir.join("self-signed-cert.pem");
+            let key = dir.join("self-signed-key.pem");
+            if !cert.exists() || !key.exists() {
+                generate(&dir, &cert, &key, hostname)?;
+            }
+            (cert, key)
+        }
+    };
+    let file_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: rustls_pki_types::pem::Error| Error::File {
+            path,
+            reason: e.to_string(),
+        }
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+        .map_err(file_error(&cert))?
+        .collect::<Result<_, _>>()
+        .map_err(file_error(&cert))?;
+    if chain.is_empty() {
+        return Err(Error::File {
+            path: cert,
+            reason: "no certificate in it".into(),
+        });
+    }
+    let private_key = PrivateKeyDer::from_pem_file(&key).map_err(file_error(&key))?;
+    let fingerprint = fingerprint(&chain[0]);
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)?;
+    Ok(Tls {
+        config: Arc::new(config),
+        fingerprint,
+        source: cert.display().to_string(),
+    })
+}
+
+/// Generates a self-signed certificate for `hostname` (and localhost, 127.0.0.1, ::1).
+fn generate(dir: &Path, cert: &Path, key: &Path, hostname: &str) -> Result<(), Error> {
+    let mut names = vec![hostname.to_owned()];
+    for extra in ["localhost", "127.0.0.1", "::1"] {
+        if !names.iter().any(|n| n == extra) {
+            names.push(extra.to_owned());
+        }
+    }
+    let generated =
+        rcgen::generate_simple_self_signed(names).map_err(|e| Error::Generate(e.to_string()))?;
+    let io_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: io::Error| Error::File {
+            path,
+            reason: e.to_string(),
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    write_private(key, generated.signing_key.serialize_pem().as_bytes()).map_err(io_error(key))?;
+    std::fs::write(cert, generated.cert.pem()).map_err(io_error(cert))?;
+    tracing::warn!(
+        cert = %cert.display(),
+        "no TLS certificate configured: generated a self-signed one (set tls.cert and tls.key for production)"
+    );
+    Ok(())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// SHA-256 of a certificate, as colon-separated upper-case hex (as browsers show it).
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+    digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_is_generated_once_and_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = load(&TlsSettings::SelfSigned, dir.path(), "mx.test").expect("generate");
+        let b = load(&TlsSettings::SelfSigned, dir.path(), "mx.test").expect("reload");
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_eq!(a.fingerprint.len(), 32 * 3 - 1);
+        let key = dir.path().join("tls/self-signed-key.pem");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(key).expect("key").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the private key is private");
+    }
+
+    #[test]
+    fn missing_or_bad_files_name_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert = dir.path().join("cert.pem");
+        std::fs::write(&cert, "not a certificate").expect("write");
+        let settings = TlsSettings::Files {
+            cert: cert.clone(),
+            key: dir.path().join("missing.pem"),
+        };
+        let e = load(&settings, dir.path(), "x").expect_err("bad");
+        assert!(
+            e.to_string().starts_with(&cert.display().to_string()),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! `mailjournal serve`: the archive, the ingest pipeline and the listeners, started and
+//! stopped together.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::archive::{self, Archive};
+use crate::auth::Throttle;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::ingest::{self, Ingestor, Policy};
+use crate::net::listener::Gauge;
+use crate::net::tls;
+use crate::runtime::LoggingSwitch;
+use crate::smtp;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Archive(#[from] archive::Error),
+    #[error("{0}")]
+    Ingest(#[from] ingest::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::Error),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Message data all SMTP sessions together may hold in memory while receiving.
+const DATA_BUDGET_BYTES: usize = 1024 * 1024 * 1024;
+
+/// A running gateway.
+pub struct Server {
+    pub smtp_addr: Option<SocketAddr>,
+    pub smtps_addr: Option<SocketAddr>,
+    pub logging: Arc<LoggingSwitch>,
+    pub tls_fingerprint: String,
+    smtp_sessions: Vec<Gauge>,
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+    tracker: TaskTracker,
+    grace: Duration,
+    committer: Option<std::thread::JoinHandle<()>>,
+    ingestor: Option<Ingestor>,
+}
+
+impl Server {
+    /// Opens the archive and starts every configured listener.
+    pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        let archive = Arc::new(Archive::open(&settings.data_dir)?);
+        let policy = Policy::from_settings(settings);
+        let (ingestor, committer) = Ingestor::start(Arc::clone(&archive), policy)?;
+        let tls = tls::load(&settings.tls, &settings.data_dir, &settings.smtp.hostname)?;
+        tracing::info!(fingerprint = %tls.fingerprint, source = %tls.source, "TLS certificate (SHA-256)");
+
+        let shutdown = CancellationToken::new();
+        let hard_stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let logging = Arc::new(LoggingSwitch::new(settings.logging));
+        let ctx = Arc::new(smtp::Context {
+            settings: settings.smtp.clone(),
+            max_message_size: settings.ingest.max_message_size,
+            ingestor: ingestor.clone(),
+            tls: Some(Arc::clone(&tls.config)),
+            logging: Arc::clone(&logging),
+            throttle: Throttle::new(Duration::from_secs(600), 10),
+            clock,
+            data_budget: Arc::new(Semaphore::new(DATA_BUDGET_BYTES / 1024)),
+            shutdown: shutdown.clone(),
+            hard_stop: hard_stop.clone(),
+        });
+
+        let mut server = Server {
+            smtp_addr: None,
+            smtps_addr: None,
+            logging,
+            tls_fingerprint: tls.fingerprint.clone(),
+            smtp_sessions: Vec::new(),
+            shutdown,
+            hard_stop,
+            tracker,
+            grace: settings.smtp.shutdown_grace,
+            committer: Some(committer),
+            ingestor: Some(ingestor),
+        };
+        for (addr, implicit, what) in [
+            (settings.smtp.listen, false, "smtp.listen"),
+            (settings.smtp.tls_listen, true, "smtp.tls_listen"),
+        ] {
+            let Some(addr) = addr else { continue };
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Bind { addr, what, source })?;
+            let local =
+                listener
+                    .local_addr()
+                    .map_err(|source| Error::Bind { addr, what, source })?;
+            tracing::info!(addr = %local, implicit_tls = implicit, "SMTP listening");
+            let gauge = smtp::spawn(
+                listener,
+                Arc::clone(&ctx),
+                implicit,
+                server.tracker.clone(),
+                server.shutdown.clone(),
+            );
+            server.smtp_sessions.push(gauge);
+            if implicit {
+                server.smtps_addr = Some(local);
+            } else {
+                server.smtp_addr = Some(local);
+            }
+        }
+        Ok(server)
+    }
+
+    /// The archive the server holds open (for tests and the admin socket).
+    pub fn archive(&self) -> Option<&Arc<Archive>> {
+        self.ingestor.as_ref().map(Ingestor::archive)
+    }
+
+    /// Open SMTP sessions across listeners.
+    pub fn smtp_sessions(&self) -> usize {
+        self.smtp_sessions.iter().map(Gauge::open).sum()
+    }
+
+    /// Stops accepting, lets messages being received finish within the grace period, answers
+    /// `421` to everything else, commits, and returns once the archive is closed.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(self.grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace period over: closing the remaining sessions");
+            self.hard_stop.cancel();
+            self.tracker.wait().await;
+        }
+        self.ingestor = None;
+        if let Some(committer) = self.committer.take() {
+            let _ = tokio::task::spawn_blocking(move || committer.join()).await;
+        }
+        tracing::info!("stopped");
+    }
+}
