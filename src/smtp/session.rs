@@ -47,6 +47,8 @@ pub struct Context {
 const MAX_ERRORS: u32 = 20;
 /// Failed AUTH attempts a session may make.
 const MAX_AUTH_FAILURES: u32 = 3;
+/// The longest command line accepted (RFC 5321 allows 512 octets; extensions add to it).
+const MAX_COMMAND_LINE: usize = 4096;
 /// Size of one read.
 const READ_CHUNK: usize = 16 * 1024;
 /// The data budget's unit.
@@ -70,6 +72,8 @@ struct Transaction {
 /// Where incoming bytes go.
 enum Mode {
     Command,
+    /// A command line over the limit: dropped up to its end, then refused.
+    LongLine,
     Data(DataReceiver),
     /// Message data past the size limit or the memory budget: read and dropped, then `reply`.
     Discard(DummyDataReceiver, Reply),
@@ -98,6 +102,8 @@ pub struct Session<S> {
     out: Vec<u8>,
     mode: Mode,
     requests: RequestReceiver,
+    /// Bytes of the current, unfinished command line seen so far.
+    line_len: usize,
     helo: Option<String>,
     authenticated: Option<String>,
     auth_failures: u32,
@@ -125,6 +131,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             out: Vec::with_capacity(512),
             mode: Mode::Command,
             requests: RequestReceiver::default(),
+            line_len: 0,
             helo: None,
             authenticated: None,
             auth_failures: 0,
@@ -171,6 +178,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.authenticated = None;
                 self.tx = None;
                 self.requests = RequestReceiver::default();
+                self.line_len = 0;
                 self.mode = Mode::Command;
                 true
             }
@@ -265,18 +273,58 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Consumes bytes in the current mode.
     async fn step(&mut self, bytes: &mut std::slice::Iter<'_, u8>) -> Step {
         match &mut self.mode {
-            Mode::Command => match self.requests.ingest(bytes) {
-                Ok(request) => {
-                    let request = request.into_owned();
-                    self.errors = 0;
-                    self.handle(request).await
+            Mode::Command => {
+                // smtp-proto bounds a line only when it arrives in pieces: bound it here.
+                let rest = bytes.as_slice();
+                let line_end = memchr::memchr(b'\n', rest);
+                let pending = self.line_len + line_end.map_or(rest.len(), |p| p + 1);
+                if pending > MAX_COMMAND_LINE {
+                    self.requests = RequestReceiver::default();
+                    self.line_len = 0;
+                    return match line_end {
+                        Some(p) => {
+                            *bytes = rest[p + 1..].iter();
+                            self.error(Reply::new(500, "5.5.2", "Line too long"))
+                        }
+                        None => {
+                            *bytes = [].iter();
+                            self.mode = Mode::LongLine;
+                            Step::NeedMore
+                        }
+                    };
                 }
-                Err(ProtoError::NeedsMoreData { .. }) => Step::NeedMore,
-                Err(e) => {
-                    let reply = syntax_reply(&e);
-                    self.error(reply)
+                match self.requests.ingest(bytes) {
+                    Ok(request) => {
+                        self.line_len = 0;
+                        let request = request.into_owned();
+                        self.errors = 0;
+                        self.handle(request).await
+                    }
+                    Err(ProtoError::NeedsMoreData { .. }) => {
+                        self.line_len = pending;
+                        Step::NeedMore
+                    }
+                    Err(e) => {
+                        self.line_len = 0;
+                        let reply = syntax_reply(&e);
+                        self.error(reply)
+                    }
                 }
-            },
+            }
+            Mode::LongLine => {
+                let rest = bytes.as_slice();
+                match memchr::memchr(b'\n', rest) {
+                    Some(p) => {
+                        *bytes = rest[p + 1..].iter();
+                        self.mode = Mode::Command;
+                        self.error(Reply::new(500, "5.5.2", "Line too long"))
+                    }
+                    None => {
+                        *bytes = [].iter();
+                        Step::NeedMore
+                    }
+                }
+            }
             Mode::Data(receiver) => {
                 let before = self.body.len();
                 let done = receiver.ingest(bytes, &mut self.body);

@@ -92,3 +92,29 @@ pub fn mailjournal(args: &[&str], data_dir: &Path) -> std::process::Output {
         .output()
         .expect("run mailjournal")
 }
+
+/// Settings for an in-process server: every listener on a free loopback port.
+pub fn server_settings(data_dir: &Path) -> Settings {
+    let mut s = settings(data_dir);
+    s.smtp.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    s.smtp.tls_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    s.smtp.journal_addresses = vec!["journal@contoso.com".into()];
+    s.smtp.hostname = "mx.test".into();
+    s.smtp.shutdown_grace = std::time::Duration::from_secs(5);
+    s
+}
+
+/// A certificate for `localhost` made in memory, written as PEM files into `dir`; returns
+/// the settings that use it and the certificate PEM (for clients to trust).
+pub fn test_certificate(dir: &Path) -> (mailjournal::config::TlsSettings, String) {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+        .expect("generate certificate");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, generated.cert.pem()).expect("write cert");
+    std::fs::write(&key, generated.signing_key.serialize_pem()).expect("write key");
+    (
+        mailjournal::config::TlsSettings::Files { cert, key },
+        generated.cert.pem(),
+    )
+}
