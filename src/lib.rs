@@ -4,6 +4,7 @@
 //! out reads the one [`archive`].
 
 pub mod address;
+pub mod admin;
 pub mod archive;
 pub mod auth;
 pub mod classify;

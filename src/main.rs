@@ -1,20 +1,20 @@
-//! The `mailjournal` command line.
+//! The `mailjournal` command line: parses arguments and runs a command, locally or through
+//! the running gateway's admin socket.
 
-use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use mailjournal::archive::{Archive, Filter, Record, StableId};
+use mailjournal::admin::{self, Request, Target, socket};
+use mailjournal::archive::{self, Archive, Role};
 use mailjournal::classify::Direction;
 use mailjournal::clock::{self, SystemClock};
-use mailjournal::config::Settings;
-use mailjournal::ingest::{Ingestor, Policy, bulk};
+use mailjournal::config::{Logging, Settings};
 use mailjournal::server::Server;
-use mailjournal::{address, sources};
 
 #[derive(Parser)]
 #[command(
@@ -90,6 +90,32 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Show or switch the running gateway's logging: on, pause, off.
+    Logging {
+        /// on, pause (or paused), off; without it, show the current state.
+        state: Option<Logging>,
+    },
+    /// Accounts (SMTP AUTH sources, and later IMAP and HTTP readers).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add or replace an account. The password is read from the terminal, or from standard
+    /// input when it is not a terminal (first line); never from the command line.
+    Add {
+        name: String,
+        /// source (may send journal mail over SMTP AUTH), admin, auditor. Repeatable.
+        #[arg(long = "role", required = true)]
+        roles: Vec<Role>,
+    },
+    /// Remove an account.
+    Remove { name: String },
+    /// List accounts and their roles.
+    List,
 }
 
 fn main() -> ExitCode {
@@ -116,11 +142,16 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let load = || Settings::load(cli.config.as_deref());
-    match cli.command {
-        Command::CheckConfig { file } => check_config(file.as_ref().or(cli.config.as_ref())),
-        Command::Serve => serve(cli.config.as_deref()),
-        Command::Ingest { paths, json } => ingest(&load()?, &paths, json),
+    let config = cli.config.as_deref();
+    let request = match cli.command {
+        Command::CheckConfig { file } => return check_config(file.as_deref().or(config)),
+        Command::Serve => return serve(config),
+        Command::Ingest { paths, json } => {
+            // Absolute paths: a running gateway resolves them from its own directory.
+            let cwd = std::env::current_dir().context("the current directory")?;
+            let paths = paths.into_iter().map(|p| cwd.join(p)).collect();
+            Request::Ingest { paths, json }
+        }
         Command::List {
             direction,
             since,
@@ -129,31 +160,91 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             junk,
             limit,
             json,
-        } => {
-            let address = match address {
-                Some(a) => Some(
-                    address::normalize(&a)
-                        .with_context(|| format!("{a:?} is not an e-mail address"))?,
-                ),
-                None => None,
+        } => Request::List {
+            direction,
+            since,
+            until,
+            address,
+            junk,
+            limit,
+            json,
+        },
+        Command::Show { id, meta } => Request::Show { id, meta },
+        Command::Stats { json } => Request::Stats { json },
+        Command::Verify { repair } => Request::Verify { repair },
+        Command::Logging { state } => Request::Logging { state },
+        Command::User { command } => match command {
+            UserCommand::Add { name, roles } => {
+                mailjournal::auth::check_name(&name)?;
+                let password = read_password(&name)?;
+                Request::UserAdd {
+                    name,
+                    password_hash: mailjournal::auth::hash_password(&password)?,
+                    roles,
+                }
+            }
+            UserCommand::Remove { name } => Request::UserRemove { name },
+            UserCommand::List => Request::UserList,
+        },
+    };
+    let settings = Settings::load(config)?;
+    let code = dispatch(&settings, request)?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// Runs a command here, or in the running gateway if it holds the archive.
+fn dispatch(settings: &Settings, request: Request) -> anyhow::Result<i32> {
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    match Archive::open(&settings.data_dir) {
+        Ok(archive) => {
+            let archive = Arc::new(archive);
+            let target = Target {
+                archive: &archive,
+                settings,
+                ingestor: None,
+                logging: None,
+                clock: &SystemClock,
+                progress: std::io::stderr().is_terminal(),
             };
-            let filter = Filter {
-                direction,
-                since,
-                until,
-                address,
-                junk,
-                limit,
-            };
-            list(&open(&load()?)?, &filter, json)
+            let code = admin::execute(request, &target, &mut out, &mut err)?;
+            out.flush()?;
+            Ok(code)
         }
-        Command::Show { id, meta } => show(&open(&load()?)?, &id, meta),
-        Command::Stats { json } => stats(&open(&load()?)?, json),
-        Command::Verify { repair } => verify(&open(&load()?)?, repair),
+        Err(archive::Error::Locked(dir)) => {
+            let path = socket::path(&dir);
+            socket::call(&path, &request, &mut out, &mut err).with_context(|| {
+                format!(
+                    "the archive in {} is held by another process, and its admin socket {} does not answer",
+                    dir.display(),
+                    path.display()
+                )
+            })
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
-fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+fn read_password(name: &str) -> anyhow::Result<String> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("password for {name}: "))?;
+        let again = rpassword::prompt_password("again: ")?;
+        if first != again {
+            bail!("the two passwords differ");
+        }
+        first
+    } else {
+        let mut text = String::new();
+        std::io::stdin().take(64 * 1024).read_to_string(&mut text)?;
+        text.lines().next().unwrap_or_default().to_owned()
+    };
+    if password.chars().count() < 8 {
+        bail!("the password is too short (at least 8 characters)");
+    }
+    Ok(password)
+}
+
+fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -188,185 +279,30 @@ fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn open(settings: &Settings) -> anyhow::Result<Archive> {
-    Ok(Archive::open(&settings.data_dir)?)
-}
-
-fn check_config(file: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
-    match Settings::load(file.map(PathBuf::as_path)) {
+fn check_config(file: Option<&Path>) -> anyhow::Result<ExitCode> {
+    match Settings::load(file) {
         Ok(s) => {
             let domains: Vec<String> = s.org.rules().iter().map(ToString::to_string).collect();
             println!("{}: OK", s.source_name);
             println!("  organization domains: {}", domains.join(", "));
             println!("  data directory: {}", s.data_dir.display());
+            let listen =
+                |a: Option<std::net::SocketAddr>| a.map_or("off".to_owned(), |a| a.to_string());
+            println!(
+                "  SMTP: {} (implicit TLS: {})",
+                listen(s.smtp.listen),
+                listen(s.smtp.tls_listen)
+            );
+            println!(
+                "  journal addresses: {}",
+                s.smtp.journal_addresses.join(", ")
+            );
+            println!("  logging: {}", s.logging);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
             eprintln!("{e}");
             Ok(ExitCode::FAILURE)
         }
-    }
-}
-
-fn ingest(settings: &Settings, paths: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
-    let archive = Arc::new(open(settings)?);
-    let (files, scan_errors) = sources::scan(paths);
-    let (ingestor, committer) = Ingestor::start(archive, Policy::from_settings(settings))?;
-    let total: u64 = files.iter().map(|f| f.size).sum();
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(total);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} {bytes}/{total_bytes} [{bar:30}] {msg} ({eta})",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let mut summary = bulk::ingest_files(&ingestor, &files, &SystemClock, |done, s| {
-        bar.set_position(done);
-        bar.set_message(format!("{} messages", s.messages));
-    });
-    bar.finish_and_clear();
-    drop(ingestor);
-    let _ = committer.join();
-    summary
-        .errors
-        .splice(0..0, scan_errors.iter().map(ToString::to_string));
-    if json {
-        println!("{}", serde_json::to_string(&summary)?);
-    } else {
-        for e in &summary.errors {
-            eprintln!("error: {e}");
-        }
-        println!(
-            "{} messages: {} stored, {} duplicate, {} junk quarantined, {} junk dropped, {} unparsed or malformed (stored and flagged), {} errors",
-            summary.messages,
-            summary.stored,
-            summary.duplicates,
-            summary.junk,
-            summary.junk_dropped,
-            summary.unparsed,
-            summary.errors.len()
-        );
-    }
-    Ok(if summary.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-fn list(archive: &Archive, filter: &Filter, json: bool) -> anyhow::Result<ExitCode> {
-    let records = archive.list(filter)?;
-    let mut out = std::io::stdout().lock();
-    for r in &records {
-        if json {
-            serde_json::to_writer(&mut out, &r.view())?;
-            writeln!(out)?;
-        } else {
-            let m = &r.meta;
-            let from = m.from.as_ref().map_or("-", |f| f.address.as_str());
-            writeln!(
-                out,
-                "{:>7}  {}  {:<8}  {:<30}  {}  {}",
-                r.uid,
-                clock::rfc3339(m.date),
-                m.direction.as_str(),
-                from,
-                r.id,
-                m.subject.as_deref().unwrap_or("")
-            )?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn find(archive: &Archive, key: &str) -> anyhow::Result<Record> {
-    let record = if let Ok(uid) = key.parse::<u32>() {
-        archive.get(uid)?
-    } else {
-        let id: StableId = key.parse().map_err(anyhow::Error::msg)?;
-        archive.get_by_id(&id)?
-    };
-    record.with_context(|| format!("no message {key} in the archive"))
-}
-
-fn show(archive: &Archive, key: &str, meta: bool) -> anyhow::Result<ExitCode> {
-    let record = find(archive, key)?;
-    let mut out = std::io::stdout().lock();
-    if meta {
-        serde_json::to_writer_pretty(&mut out, &record.view())?;
-        writeln!(out)?;
-    } else {
-        out.write_all(&archive.raw(&record)?)?;
-    }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
-}
-
-fn stats(archive: &Archive, json: bool) -> anyhow::Result<ExitCode> {
-    let s = archive.stats()?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("archive:        {}", archive.dir().display());
-    println!("messages:       {}", s.messages);
-    println!(
-        "  inbound {}, outbound {}, internal {}, external {}, junk in quarantine {}",
-        s.inbound, s.outbound, s.internal, s.external, s.junk_quarantined_now
-    );
-    println!("uidvalidity:    {}", s.uidvalidity);
-    println!("next uid:       {}", s.next_uid);
-    println!(
-        "size:           {} raw, {} compressed, {} on disk",
-        bytesize(s.raw_bytes),
-        bytesize(s.stored_bytes),
-        bytesize(s.disk_bytes)
-    );
-    for (name, n) in &s.counters {
-        println!("{:<15} {n}", format!("{name}:"));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn bytesize(n: u64) -> String {
-    bytesize::ByteSize(n).display().iec().to_string()
-}
-
-fn verify(archive: &Archive, repair: bool) -> anyhow::Result<ExitCode> {
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(0)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let report = archive.verify(repair, |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    })?;
-    bar.finish_and_clear();
-    for p in &report.problems {
-        println!("problem: {p}");
-    }
-    for o in &report.orphans {
-        let verb = if repair {
-            "removed"
-        } else {
-            "orphan (harmless; --repair removes it)"
-        };
-        println!("{verb}: {}", o.display());
-    }
-    println!(
-        "verified {} messages: {} problems, {} orphan files",
-        report.records,
-        report.problems.len(),
-        report.orphans.len()
-    );
-    if report.problems.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        bail!("{} problem(s) found", report.problems.len())
     }
 }

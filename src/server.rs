@@ -28,6 +28,12 @@ pub enum Error {
     Ingest(#[from] ingest::Error),
     #[error("TLS: {0}")]
     Tls(#[from] tls::Error),
+    #[error("cannot create the admin socket {path}: {source}")]
+    Socket {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         addr: SocketAddr,
@@ -75,12 +81,19 @@ impl Server {
             tls: Some(Arc::clone(&tls.config)),
             logging: Arc::clone(&logging),
             throttle: Throttle::new(Duration::from_secs(600), 10),
-            clock,
+            clock: Arc::clone(&clock),
             data_budget: Arc::new(Semaphore::new(DATA_BUDGET_BYTES / 1024)),
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
         });
 
+        let admin = crate::admin::socket::State {
+            archive: Arc::clone(&archive),
+            settings: settings.clone(),
+            ingestor: ingestor.clone(),
+            logging: Arc::clone(&logging),
+            clock,
+        };
         let mut server = Server {
             smtp_addr: None,
             smtps_addr: None,
@@ -94,6 +107,8 @@ impl Server {
             committer: Some(committer),
             ingestor: Some(ingestor),
         };
+        // Bind every listener before anything runs, so a port in use fails cleanly.
+        let mut listeners = Vec::new();
         for (addr, implicit, what) in [
             (settings.smtp.listen, false, "smtp.listen"),
             (settings.smtp.tls_listen, true, "smtp.tls_listen"),
@@ -106,6 +121,16 @@ impl Server {
                 listener
                     .local_addr()
                     .map_err(|source| Error::Bind { addr, what, source })?;
+            listeners.push((listener, local, implicit));
+        }
+        let socket =
+            crate::admin::socket::spawn(Arc::new(admin), &server.tracker, server.shutdown.clone())
+                .map_err(|source| Error::Socket {
+                    path: crate::admin::socket::path(&settings.data_dir),
+                    source,
+                })?;
+        tracing::info!(path = %socket.display(), "admin socket listening");
+        for (listener, local, implicit) in listeners {
             tracing::info!(addr = %local, implicit_tls = implicit, "SMTP listening");
             let gauge = smtp::spawn(
                 listener,

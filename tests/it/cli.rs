@@ -224,15 +224,220 @@ fn check_config_names_every_problem_and_exits_non_zero() {
 }
 
 #[test]
-fn commands_on_an_archive_in_use_fail_with_a_clear_message() {
+fn commands_on_an_archive_held_without_a_gateway_fail_with_a_clear_message() {
     let t = TestArchive::new();
     let out = mailjournal(&["stats"], t.dir.path());
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("is in use by another mailjournal process"),
+        stderr(&out).contains("is held by another process, and its admin socket"),
         "{}",
         stderr(&out)
     );
+}
+
+/// A `mailjournal serve` child process on a temporary data directory.
+struct Gateway {
+    child: Option<std::process::Child>,
+    smtp: std::net::SocketAddr,
+    stderr_log: std::path::PathBuf,
+}
+
+impl Gateway {
+    // The child is handed to `Gateway`, whose Drop kills and waits for it; a failed start
+    // kills and waits for it here.
+    #[expect(clippy::zombie_processes)]
+    fn start(data: &Path) -> Self {
+        let config = data.join("test-config.toml");
+        std::fs::create_dir_all(data).expect("data dir");
+        std::fs::write(&config, crate::support::TEST_CONFIG).expect("config");
+        let stderr_log = data.join("serve.log");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailjournal"))
+            .args(["--config", config.to_str().expect("utf-8"), "serve"])
+            .env("MAILJOURNAL_DATA_DIR", data)
+            .env("MAILJOURNAL_SMTP_LISTEN", "127.0.0.1:0")
+            .env("MAILJOURNAL_JOURNAL_ADDRESSES", "journal@contoso.com")
+            .env("MAILJOURNAL_LOG", "info")
+            .stderr(std::fs::File::create(&stderr_log).expect("log"))
+            .spawn()
+            .expect("start serve");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+            let addr = log
+                .lines()
+                .find(|l| l.contains("SMTP listening"))
+                .and_then(|l| l.split("addr=").nth(1))
+                .and_then(|a| a.split_whitespace().next())
+                .and_then(|a| a.parse().ok());
+            if let (Some(smtp), true) = (addr, log.contains("mailjournal is running")) {
+                return Self {
+                    child: Some(child),
+                    smtp,
+                    stderr_log,
+                };
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("serve did not start:\n{log}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        child.wait().expect("wait")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for Gateway {
+    /// A test that fails half-way leaves no gateway running.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One SMTP transaction by hand; returns the final reply.
+fn smtp_send(addr: std::net::SocketAddr, message: &str) -> String {
+    use std::io::{BufRead, BufReader, Write as _};
+    let stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    let mut reply = || {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("read");
+            text.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] == b' ' {
+                return text;
+            }
+        }
+    };
+    reply();
+    for cmd in [
+        "EHLO cli.test\r\n",
+        "MAIL FROM:<marta@fabrikam.com>\r\n",
+        "RCPT TO:<journal@contoso.com>\r\n",
+    ] {
+        writer.write_all(cmd.as_bytes()).expect("write");
+        let r = reply();
+        if !r.starts_with('2') {
+            return r;
+        }
+    }
+    writer.write_all(b"DATA\r\n").expect("write");
+    reply();
+    writer
+        .write_all(format!("{message}\r\n.\r\nQUIT\r\n").as_bytes())
+        .expect("write");
+    reply()
+}
+
+#[test]
+fn the_cli_works_against_a_running_gateway_through_its_admin_socket() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let gateway = Gateway::start(data.path());
+    let first = smtp_send(
+        gateway.smtp,
+        "From: marta@fabrikam.com\r\nTo: alice@contoso.com\r\nSubject: live\r\nMessage-ID: <live-1@f>\r\n\r\nhello",
+    );
+    assert!(first.starts_with("250 2.0.0 OK "), "{first}");
+
+    let out = mailjournal(&["list", "--json"], data.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = json_lines(&stdout(&out));
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["subject"], "live");
+    let id = listed[0]["id"].as_str().expect("id");
+    assert_eq!(first.trim_end(), format!("250 2.0.0 OK {id}"));
+
+    let eml = fixtures().join("outbound.eml");
+    let out = mailjournal(&["ingest", eml.to_str().expect("utf-8")], data.path());
+    assert!(
+        stdout(&out).contains("1 messages: 1 stored"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let shown = mailjournal(&["show", "2"], data.path());
+    assert_eq!(shown.stdout, std::fs::read(&eml).expect("fixture"));
+    let out = mailjournal(&["verify"], data.path());
+    assert!(out.status.success() && stdout(&out).contains("verified 2 messages: 0 problems"));
+
+    let out = mailjournal(&["logging", "pause"], data.path());
+    assert!(
+        stdout(&out).contains("logging is paused (was on)"),
+        "{}",
+        stdout(&out)
+    );
+    let paused = smtp_send(gateway.smtp, "Subject: x\r\n\r\ny");
+    assert!(paused.starts_with("451 4.3.2"), "{paused}");
+    mailjournal(&["logging", "on"], data.path());
+    let out = mailjournal(&["logging"], data.path());
+    assert_eq!(stdout(&out), "logging is on\n");
+
+    let config = data.path().join("test-config.toml");
+    let mut add = std::process::Command::new(env!("CARGO_BIN_EXE_mailjournal"))
+        .args(["--config", config.to_str().expect("utf-8")])
+        .args(["user", "add", "exchange", "--role", "source"])
+        .env("MAILJOURNAL_DATA_DIR", data.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("user add");
+    use std::io::Write as _;
+    add.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"long enough password\n")
+        .expect("password");
+    let out = add.wait_with_output().expect("user add");
+    assert_eq!(stdout(&out), "account exchange added\n");
+    let out = mailjournal(&["user", "list"], data.path());
+    assert_eq!(stdout(&out), "exchange\tsource\n");
+
+    // A second gateway on the same archive refuses to start, and says why.
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_mailjournal"))
+        .args(["serve"])
+        .env("MAILJOURNAL_DATA_DIR", data.path())
+        .env("MAILJOURNAL_SMTP_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("second serve");
+    assert!(!second.status.success());
+    assert!(
+        stderr(&second).contains("is in use by another mailjournal process"),
+        "{}",
+        stderr(&second)
+    );
+
+    let log = gateway.log();
+    let status = gateway.stop();
+    assert!(
+        status.success(),
+        "serve exits 0 on SIGTERM: {status:?}\n{log}"
+    );
+    // Afterwards the CLI opens the archive itself.
+    let out = mailjournal(&["stats", "--json"], data.path());
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(stats["messages"], 2);
 }
 
 #[test]

@@ -1,0 +1,371 @@
+//! The administrative commands (`list`, `show`, `stats`, `verify`, `ingest`, `logging`,
+//! `user …`), written once and run in one of two places:
+//!
+//! - in the CLI process itself, when no gateway holds the archive;
+//! - inside the running gateway, through its admin socket (`DATA_DIR/admin.sock`), when one
+//!   does. Only one process ever opens the archive, so two can never corrupt it.
+//!
+//! The socket protocol: the client sends one JSON [`Request`] line; the server answers with
+//! frames (`o` standard output, `e` standard error, `x` exit status), each a tag byte, a
+//! big-endian u32 length and the bytes.
+
+pub mod socket;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::archive::{self, Account, Archive, Filter, Record, Role, StableId};
+use crate::classify::Direction;
+use crate::clock::{self, Clock};
+use crate::config::{Logging, Settings};
+use crate::ingest::{self, Ingestor, Policy, bulk};
+use crate::runtime::LoggingSwitch;
+use crate::sources;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Archive(#[from] archive::Error),
+    #[error("{0}")]
+    Ingest(#[from] ingest::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// A command, as the CLI parsed it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    Ingest {
+        paths: Vec<PathBuf>,
+        json: bool,
+    },
+    List {
+        direction: Option<Direction>,
+        since: Option<i64>,
+        until: Option<i64>,
+        address: Option<String>,
+        junk: bool,
+        limit: Option<usize>,
+        json: bool,
+    },
+    Show {
+        id: String,
+        meta: bool,
+    },
+    Stats {
+        json: bool,
+    },
+    Verify {
+        repair: bool,
+    },
+    /// Show (`None`) or set the logging switch of the running gateway.
+    Logging {
+        state: Option<Logging>,
+    },
+    UserAdd {
+        name: String,
+        /// Hashed by the client: a password never travels, not even over the socket.
+        password_hash: String,
+        roles: Vec<Role>,
+    },
+    UserRemove {
+        name: String,
+    },
+    UserList,
+}
+
+/// What a command runs against.
+pub struct Target<'a> {
+    pub archive: &'a Arc<Archive>,
+    pub settings: &'a Settings,
+    /// The running gateway's pipeline, when there is one.
+    pub ingestor: Option<&'a Ingestor>,
+    /// The running gateway's logging switch, when there is one.
+    pub logging: Option<&'a LoggingSwitch>,
+    pub clock: &'a dyn Clock,
+    /// Show progress bars (a local command on a terminal).
+    pub progress: bool,
+}
+
+/// Runs a command; returns the exit status. Problems the user should read go to `err`.
+pub fn execute(
+    request: Request,
+    target: &Target<'_>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<i32, Error> {
+    match request {
+        Request::Ingest { paths, json } => ingest(target, &paths, json, out, err),
+        Request::List {
+            direction,
+            since,
+            until,
+            address,
+            junk,
+            limit,
+            json,
+        } => {
+            let address = match address {
+                Some(a) => Some(
+                    crate::address::normalize(&a)
+                        .ok_or_else(|| Error::Usage(format!("{a:?} is not an e-mail address")))?,
+                ),
+                None => None,
+            };
+            let filter = Filter {
+                direction,
+                since,
+                until,
+                address,
+                junk,
+                limit,
+            };
+            list(target.archive, &filter, json, out)
+        }
+        Request::Show { id, meta } => show(target.archive, &id, meta, out),
+        Request::Stats { json } => stats(target.archive, json, out),
+        Request::Verify { repair } => verify(target, repair, out),
+        Request::Logging { state } => logging(target, state, out),
+        Request::UserAdd {
+            name,
+            password_hash,
+            roles,
+        } => {
+            crate::auth::check_name(&name).map_err(|e| Error::Usage(e.to_string()))?;
+            if roles.is_empty() {
+                return Err(Error::Usage("give the account at least one --role".into()));
+            }
+            let existed = target.archive.account(&name)?.is_some();
+            target.archive.put_account(&Account {
+                name: name.clone(),
+                password_hash,
+                roles,
+                created: target.clock.now(),
+            })?;
+            let verb = if existed { "updated" } else { "added" };
+            writeln!(out, "account {name} {verb}")?;
+            Ok(0)
+        }
+        Request::UserRemove { name } => {
+            if target.archive.remove_account(&name)? {
+                writeln!(out, "account {name} removed")?;
+                Ok(0)
+            } else {
+                writeln!(err, "no account {name}")?;
+                Ok(1)
+            }
+        }
+        Request::UserList => {
+            for a in target.archive.accounts()? {
+                let roles: Vec<String> = a
+                    .roles
+                    .iter()
+                    .map(|r| format!("{r:?}").to_lowercase())
+                    .collect();
+                writeln!(out, "{}\t{}", a.name, roles.join(","))?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn ingest(
+    target: &Target<'_>,
+    paths: &[PathBuf],
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<i32, Error> {
+    let (files, scan_errors) = sources::scan(paths);
+    // Through the running gateway's pipeline when there is one (so its group commits and
+    // policy apply), else through a pipeline of our own.
+    let local = match target.ingestor {
+        Some(_) => None,
+        None => Some(Ingestor::start(
+            Arc::clone(target.archive),
+            Policy::from_settings(target.settings),
+        )?),
+    };
+    let ingestor = match (&local, target.ingestor) {
+        (Some((i, _)), _) | (None, Some(i)) => i,
+        (None, None) => return Err(Error::Usage("no ingest pipeline".into())),
+    };
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    let bar = if target.progress {
+        let bar = indicatif::ProgressBar::new(total);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} {bytes}/{total_bytes} [{bar:30}] {msg} ({eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut summary = bulk::ingest_files(ingestor, &files, target.clock, |done, s| {
+        bar.set_position(done);
+        bar.set_message(format!("{} messages", s.messages));
+    });
+    bar.finish_and_clear();
+    if let Some((ingestor, handle)) = local {
+        drop(ingestor);
+        let _ = handle.join();
+    }
+    summary
+        .errors
+        .splice(0..0, scan_errors.iter().map(ToString::to_string));
+    if json {
+        serde_json::to_writer(&mut *out, &summary).map_err(std::io::Error::other)?;
+        writeln!(out)?;
+    } else {
+        for e in &summary.errors {
+            writeln!(err, "error: {e}")?;
+        }
+        writeln!(
+            out,
+            "{} messages: {} stored, {} duplicate, {} junk quarantined, {} junk dropped, {} unparsed or malformed (stored and flagged), {} errors",
+            summary.messages,
+            summary.stored,
+            summary.duplicates,
+            summary.junk,
+            summary.junk_dropped,
+            summary.unparsed,
+            summary.errors.len()
+        )?;
+    }
+    Ok(if summary.errors.is_empty() { 0 } else { 1 })
+}
+
+fn list(archive: &Archive, filter: &Filter, json: bool, out: &mut dyn Write) -> Result<i32, Error> {
+    for r in archive.list(filter)? {
+        if json {
+            serde_json::to_writer(&mut *out, &r.view()).map_err(std::io::Error::other)?;
+            writeln!(out)?;
+        } else {
+            let m = &r.meta;
+            let from = m.from.as_ref().map_or("-", |f| f.address.as_str());
+            writeln!(
+                out,
+                "{:>7}  {}  {:<8}  {:<30}  {}  {}",
+                r.uid,
+                clock::rfc3339(m.date),
+                m.direction.as_str(),
+                from,
+                r.id,
+                m.subject.as_deref().unwrap_or("")
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+/// A message by stable id or UID.
+pub fn find(archive: &Archive, key: &str) -> Result<Record, Error> {
+    let record = if let Ok(uid) = key.parse::<u32>() {
+        archive.get(uid)?
+    } else {
+        let id: StableId = key.parse().map_err(Error::Usage)?;
+        archive.get_by_id(&id)?
+    };
+    record.ok_or_else(|| Error::Usage(format!("no message {key} in the archive")))
+}
+
+fn show(archive: &Archive, key: &str, meta: bool, out: &mut dyn Write) -> Result<i32, Error> {
+    let record = find(archive, key)?;
+    if meta {
+        serde_json::to_writer_pretty(&mut *out, &record.view()).map_err(std::io::Error::other)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(&archive.raw(&record)?)?;
+    }
+    Ok(0)
+}
+
+fn bytesize(n: u64) -> String {
+    bytesize::ByteSize(n).display().iec().to_string()
+}
+
+fn stats(archive: &Archive, json: bool, out: &mut dyn Write) -> Result<i32, Error> {
+    let s = archive.stats()?;
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &s).map_err(std::io::Error::other)?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    writeln!(out, "archive:        {}", archive.dir().display())?;
+    writeln!(out, "messages:       {}", s.messages)?;
+    writeln!(
+        out,
+        "  inbound {}, outbound {}, internal {}, external {}, junk in quarantine {}",
+        s.inbound, s.outbound, s.internal, s.external, s.junk_quarantined_now
+    )?;
+    writeln!(out, "uidvalidity:    {}", s.uidvalidity)?;
+    writeln!(out, "next uid:       {}", s.next_uid)?;
+    writeln!(
+        out,
+        "size:           {} raw, {} compressed, {} on disk",
+        bytesize(s.raw_bytes),
+        bytesize(s.stored_bytes),
+        bytesize(s.disk_bytes)
+    )?;
+    for (name, n) in &s.counters {
+        writeln!(out, "{:<15} {n}", format!("{name}:"))?;
+    }
+    Ok(0)
+}
+
+fn verify(target: &Target<'_>, repair: bool, out: &mut dyn Write) -> Result<i32, Error> {
+    let bar = if target.progress {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let report = target.archive.verify(repair, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    for p in &report.problems {
+        writeln!(out, "problem: {p}")?;
+    }
+    for o in &report.orphans {
+        let verb = if repair {
+            "removed"
+        } else {
+            "orphan (harmless; --repair removes it)"
+        };
+        writeln!(out, "{verb}: {}", o.display())?;
+    }
+    writeln!(
+        out,
+        "verified {} messages: {} problems, {} orphan files",
+        report.records,
+        report.problems.len(),
+        report.orphans.len()
+    )?;
+    Ok(if report.problems.is_empty() { 0 } else { 1 })
+}
+
+fn logging(target: &Target<'_>, state: Option<Logging>, out: &mut dyn Write) -> Result<i32, Error> {
+    let Some(switch) = target.logging else {
+        return Err(Error::Usage(
+            "the gateway is not running: set ingest.logging in the configuration instead".into(),
+        ));
+    };
+    match state {
+        None => writeln!(out, "logging is {}", switch.get())?,
+        Some(state) => {
+            let old = switch.set(state);
+            writeln!(
+                out,
+                "logging is {state} (was {old}); a restart or SIGHUP reload applies the configuration again"
+            )?;
+        }
+    }
+    Ok(0)
+}
