@@ -13,7 +13,7 @@ use super::{Archive, Error, NewMessage, PutOutcome, Reclassify};
 /// Messages per commit at most: bounds the transaction and the latency of its first member.
 const MAX_BATCH: usize = 512;
 /// Compressed bytes per commit at most.
-const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// Jobs that may wait for the committer; submitters block beyond that (back-pressure).
 const QUEUE: usize = 4096;
 

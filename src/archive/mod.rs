@@ -33,10 +33,10 @@ use crate::ingest::recipients::Recipients;
 use blobs::BlobStore;
 use tables::*;
 
-/// Compressed blobs up to this size live inline in the database: they then cost no fsync of
-/// their own (the group commit's fsync covers them). Larger ones get a file. Chosen by
-/// `scripts/bench-ingest` (see README): 64 KiB covers nearly all text mail.
-pub const INLINE_MAX: usize = 64 * 1024;
+/// Compressed blobs up to this size go into the current pack file, whose one fsync per group
+/// commit covers them all; larger ones get a file (and an fsync) of their own. 64 KiB covers
+/// nearly all text mail; see `scripts/bench-ingest`.
+pub const PACK_MAX: usize = 64 * 1024;
 
 /// redb's page cache. Small on purpose: peak memory must not grow with the archive.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
@@ -142,10 +142,11 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
-    pub fn prepare(raw: &[u8], id: StableId, meta: Meta) -> Result<Self, Error> {
+    /// `blob` must be [`BlobHash::of`]`(raw)` (the caller has usually computed it already).
+    pub fn prepare(raw: &[u8], blob: BlobHash, id: StableId, meta: Meta) -> Result<Self, Error> {
         Ok(Self {
             id,
-            blob: BlobHash::of(raw),
+            blob,
             size: raw.len() as u64,
             compressed: blobs::compress(raw).map_err(io("compressing a message"))?,
             meta,
@@ -234,6 +235,9 @@ pub struct Archive {
     dir: PathBuf,
     db: Database,
     blobs: BlobStore,
+    /// Writers append here (one at a time); readers only need `packs_dir`.
+    packs: std::sync::Mutex<blobs::Packs>,
+    packs_dir: PathBuf,
     uidvalidity: u32,
 }
 
@@ -291,14 +295,28 @@ impl Archive {
         txn.open_multimap_table(THREADS).db()?;
         txn.open_multimap_table(REFERENCES).db()?;
         txn.open_table(JUNK).db()?;
-        txn.open_table(INLINE_BLOBS).db()?;
         txn.open_table(COUNTERS).db()?;
         txn.open_table(USERS).db()?;
         txn.commit().db()?;
+        let (pack, pack_len) = {
+            let txn = db.begin_read().db()?;
+            let meta = txn.open_table(META).db()?;
+            (
+                get_u64(&meta, META_PACK)?.unwrap_or(1),
+                get_u64(&meta, META_PACK_LEN)?.unwrap_or(0),
+            )
+        };
+        let pack = u32::try_from(pack).map_err(|_| Error::Corrupt {
+            uid: 0,
+            reason: format!("pack number {pack} out of range"),
+        })?;
+        let packs = blobs::Packs::open(dir, pack, pack_len).map_err(io("opening the pack file"))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             db,
             blobs,
+            packs_dir: dir.join("packs"),
+            packs: std::sync::Mutex::new(packs),
             uidvalidity,
         })
     }
@@ -320,6 +338,24 @@ impl Archive {
         items: Vec<NewMessage>,
         reclassify: &Reclassify,
     ) -> Result<Vec<PutOutcome>, Error> {
+        let mut packs = self.packs.lock().unwrap_or_else(|e| e.into_inner());
+        packs
+            .rotate_if_full()
+            .map_err(io("starting a new pack file"))?;
+        let (_, committed_len) = packs.position();
+        let result = self.put_batch_locked(items, reclassify, &mut packs);
+        if result.is_err() {
+            packs.rollback(committed_len);
+        }
+        result
+    }
+
+    fn put_batch_locked(
+        &self,
+        items: Vec<NewMessage>,
+        reclassify: &Reclassify,
+        packs: &mut blobs::Packs,
+    ) -> Result<Vec<PutOutcome>, Error> {
         let txn = self.db.begin_write().db()?;
         let mut outcomes = Vec::with_capacity(items.len());
         let mut dirs_to_sync = BTreeSet::new();
@@ -330,11 +366,11 @@ impl Archive {
                 let outcome = match existing {
                     Some(uid) => w.merge(uid, item, reclassify)?,
                     None => {
-                        let storage = if item.compressed.len() <= INLINE_MAX {
-                            w.inline
-                                .insert(&item.blob.0[..], item.compressed.as_slice())
-                                .db()?;
-                            Storage::Inline
+                        let storage = if item.compressed.len() <= PACK_MAX {
+                            let (pack, offset) = packs
+                                .append(&item.compressed)
+                                .map_err(io("appending to the pack file"))?;
+                            Storage::Pack { pack, offset }
                         } else {
                             let dir = self
                                 .blobs
@@ -348,7 +384,12 @@ impl Archive {
                 };
                 outcomes.push(outcome);
             }
+            let (pack, len) = packs.position();
+            w.meta.insert(META_PACK, u64::from(pack)).db()?;
+            w.meta.insert(META_PACK_LEN, len).db()?;
         }
+        // Blobs first, then the commit that refers to them.
+        packs.sync().map_err(io("syncing the pack file"))?;
         for dir in &dirs_to_sync {
             blobs::sync_dir(dir).map_err(io(format!("syncing {}", dir.display())))?;
         }
@@ -404,25 +445,21 @@ impl Archive {
             uid: record.uid,
             reason: format!("blob name {:?} is not a hash", record.blob),
         })?;
-        let compressed = self.compressed(record.uid, record.storage, &hash)?;
+        let compressed = self.compressed(record, &hash)?;
         blobs::decompress(&compressed, record.size)
             .map_err(io(format!("decompressing message {}", record.uid)))
     }
 
-    fn compressed(&self, uid: u32, storage: Storage, hash: &BlobHash) -> Result<Vec<u8>, Error> {
-        match storage {
+    fn compressed(&self, record: &Record, hash: &BlobHash) -> Result<Vec<u8>, Error> {
+        let uid = record.uid;
+        match record.storage {
             Storage::File => self.blobs.read(hash).map_err(io(format!(
                 "reading message {uid} from {}",
                 self.blobs.path(hash).display()
             ))),
-            Storage::Inline => {
-                let txn = self.read()?;
-                let t = txn.open_table(INLINE_BLOBS).db()?;
-                let bytes = t.get(&hash.0[..]).db()?.map(|g| g.value().to_vec());
-                bytes.ok_or_else(|| Error::Corrupt {
-                    uid,
-                    reason: format!("inline blob {} is missing", hash.to_hex()),
-                })
+            Storage::Pack { pack, offset } => {
+                blobs::read_pack(&self.packs_dir, pack, offset, record.stored_size)
+                    .map_err(io(format!("reading message {uid} from pack {pack}")))
             }
         }
     }
@@ -492,9 +529,14 @@ impl Archive {
         for c in Counter::ALL {
             counters.insert(c.key(), get_u64(&counters_t, c.key())?.unwrap_or(0));
         }
-        let mut disk_bytes = std::fs::metadata(self.dir.join("archive.redb"))
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let file_size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut disk_bytes = file_size(&self.dir.join("archive.redb"));
+        if let Ok(entries) = std::fs::read_dir(&self.packs_dir) {
+            disk_bytes += entries
+                .filter_map(|e| e.ok())
+                .map(|e| file_size(&e.path()))
+                .sum::<u64>();
+        }
         if let Ok((hashes, _)) = self.blobs.scan() {
             for h in hashes {
                 disk_bytes += std::fs::metadata(self.blobs.path(&h))
@@ -561,7 +603,7 @@ impl Archive {
             if record.storage == Storage::File {
                 referenced.insert(hash);
             }
-            let raw = self.compressed(uid, record.storage, &hash).and_then(|c| {
+            let raw = self.compressed(&record, &hash).and_then(|c| {
                 blobs::decompress(&c, record.size)
                     .map_err(io(format!("message {uid}: decompressing blob")))
             });
@@ -652,7 +694,6 @@ struct Writer<'t> {
     threads: MultimapTable<'t, &'static str, u32>,
     references: MultimapTable<'t, &'static str, u32>,
     junk: Table<'t, u32, ()>,
-    inline: Table<'t, &'static [u8], &'static [u8]>,
     meta: Table<'t, &'static str, u64>,
     counters: Table<'t, &'static str, u64>,
 }
@@ -669,7 +710,6 @@ impl<'t> Writer<'t> {
             threads: txn.open_multimap_table(THREADS).db()?,
             references: txn.open_multimap_table(REFERENCES).db()?,
             junk: txn.open_table(JUNK).db()?,
-            inline: txn.open_table(INLINE_BLOBS).db()?,
             meta: txn.open_table(META).db()?,
             counters: txn.open_table(COUNTERS).db()?,
         })

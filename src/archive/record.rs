@@ -98,13 +98,13 @@ pub struct Meta {
     pub junk: Option<String>,
 }
 
-/// How the raw bytes are kept.
+/// How the raw bytes are kept (zstd-compressed either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Storage {
-    /// zstd, in the database itself.
-    Inline,
-    /// zstd, in `objects/<2 hex>/<62 hex>`.
+    /// `stored_size` bytes at `offset` in `packs/pack-<pack>.dat`.
+    Pack { pack: u32, offset: u64 },
+    /// Its own file, `objects/<2 hex>/<62 hex>`.
     File,
 }
 

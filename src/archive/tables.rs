@@ -22,8 +22,6 @@ pub const REFERENCES: MultimapTableDefinition<&str, u32> =
     MultimapTableDefinition::new("references");
 /// uid → () for quarantined junk.
 pub const JUNK: TableDefinition<u32, ()> = TableDefinition::new("junk");
-/// blob hash → zstd bytes, for blobs small enough to live in the database.
-pub const INLINE_BLOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("inline_blobs");
 /// Archive-wide values (uidvalidity, next uid, format, byte totals).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Ingest counters (duplicates, junk dropped, ...).
@@ -35,6 +33,9 @@ pub const META_NEXT_UID: &str = "next_uid";
 pub const META_CREATED: &str = "created";
 pub const META_RAW_BYTES: &str = "raw_bytes";
 pub const META_STORED_BYTES: &str = "stored_bytes";
+/// The current pack file and its committed length.
+pub const META_PACK: &str = "pack";
+pub const META_PACK_LEN: &str = "pack_len";
 
 /// The on-disk format this version reads and writes.
 pub const FORMAT: u64 = 1;

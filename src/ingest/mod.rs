@@ -230,7 +230,7 @@ pub fn analyze(raw: &[u8], envelope: &Envelope, policy: &Policy) -> Result<Analy
         _ => StableId::from_content(&blob),
     };
     Ok(Analyzed::Store(Box::new(NewMessage::prepare(
-        bytes, id, meta,
+        bytes, blob, id, meta,
     )?)))
 }
 

@@ -474,3 +474,38 @@ fn list_filters_by_direction_date_and_address() {
         3
     );
 }
+
+#[test]
+fn a_pack_tail_left_by_a_commit_that_never_happened_is_cut_off() {
+    let t = TestArchive::new();
+    let first = simple("a@fabrikam.com", "alice@contoso.com", None, "p1@x", "one");
+    t.ingestor()
+        .ingest_blocking(&first, &envelope())
+        .expect("ingest");
+    let dir = t.close();
+    let pack = dir.path().join("packs/pack-000001.dat");
+    let committed = std::fs::metadata(&pack).expect("pack").len();
+    assert!(committed > 0);
+    // What a crash between the pack's fsync and the database commit leaves behind.
+    let mut bytes = std::fs::read(&pack).expect("read");
+    bytes.extend_from_slice(&[0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3, 4, 5, 6, 7, 8]);
+    std::fs::write(&pack, &bytes).expect("write");
+
+    let archive = Arc::new(Archive::open(dir.path()).expect("reopen"));
+    assert_eq!(std::fs::metadata(&pack).expect("pack").len(), committed);
+    let (ingestor, committer) =
+        ingest::Ingestor::start(Arc::clone(&archive), policy()).expect("start");
+    let second = simple("a@fabrikam.com", "alice@contoso.com", None, "p2@x", "two");
+    ingestor
+        .ingest_blocking(&second, &envelope())
+        .expect("ingest");
+    for (uid, raw) in [(1, &first), (2, &second)] {
+        let r = archive.get(uid).expect("get").expect("record");
+        assert!(matches!(r.storage, Storage::Pack { pack: 1, .. }), "{r:?}");
+        assert_eq!(&archive.raw(&r).expect("raw"), raw);
+    }
+    let report = archive.verify(false, |_, _| {}).expect("verify");
+    assert!(report.problems.is_empty(), "{report:?}");
+    drop(ingestor);
+    committer.join().expect("committer");
+}
