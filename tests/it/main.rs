@@ -2,5 +2,7 @@
 
 mod archive;
 mod cli;
+mod crash;
 mod golden;
+mod smtp;
 mod support;
