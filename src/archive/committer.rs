@@ -1,8 +1,8 @@
 //! Group commit: one thread owns the write path and commits every message waiting for it in
 //! one durable transaction, so many concurrent senders share one fsync.
 
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -16,6 +16,32 @@ const MAX_BATCH: usize = 512;
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// Jobs that may wait for the committer; submitters block beyond that (back-pressure).
 const QUEUE: usize = 4096;
+/// Compressed bytes that may wait for the committer; submitters block beyond that, so a burst
+/// of large messages cannot pile up in memory. A single larger message still goes through.
+const MAX_QUEUED_BYTES: usize = 32 * 1024 * 1024;
+
+/// Bytes queued for the committer, with a condition to wait for room.
+#[derive(Default)]
+struct Queued {
+    bytes: Mutex<usize>,
+    room: Condvar,
+}
+
+impl Queued {
+    fn reserve(&self, n: usize) {
+        let mut bytes = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        while *bytes > 0 && *bytes + n > MAX_QUEUED_BYTES {
+            bytes = self.room.wait(bytes).unwrap_or_else(|e| e.into_inner());
+        }
+        *bytes += n;
+    }
+
+    fn release(&self, n: usize) {
+        let mut bytes = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        *bytes = bytes.saturating_sub(n);
+        self.room.notify_all();
+    }
+}
 
 type Reply = oneshot::Sender<Result<PutOutcome, Arc<Error>>>;
 
@@ -30,6 +56,7 @@ struct Job {
 pub struct Committer {
     tx: SyncSender<Job>,
     archive: Arc<Archive>,
+    queued: Arc<Queued>,
 }
 
 /// A pending put: resolves once the commit holding it is durable (or failed).
@@ -42,22 +69,33 @@ impl Committer {
     ) -> Result<(Self, JoinHandle<()>), Error> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let worker = Arc::clone(&archive);
+        let queued = Arc::new(Queued::default());
+        let worker_queued = Arc::clone(&queued);
         let handle = std::thread::Builder::new()
             .name("mailjournal-commit".into())
-            .spawn(move || run(&worker, &*reclassify, rx))
+            .spawn(move || run(&worker, &*reclassify, rx, &worker_queued))
             .map_err(|source| Error::Io {
                 what: "starting the commit thread".into(),
                 source,
             })?;
-        Ok((Self { tx, archive }, handle))
+        Ok((
+            Self {
+                tx,
+                archive,
+                queued,
+            },
+            handle,
+        ))
     }
 
     pub fn archive(&self) -> &Arc<Archive> {
         &self.archive
     }
 
-    /// Queues a message; await (or `blocking_recv`) the result.
+    /// Queues a message; await (or `blocking_recv`) the result. Blocks while the queue is
+    /// full (by count or by bytes): call it off the async runtime.
     pub fn submit(&self, item: NewMessage) -> Result<Pending, Error> {
+        self.queued.reserve(item.compressed_size());
         let (reply, pending) = oneshot::channel();
         self.tx
             .send(Job { item, reply })
@@ -66,7 +104,7 @@ impl Committer {
     }
 }
 
-fn run(archive: &Archive, reclassify: &Reclassify, rx: Receiver<Job>) {
+fn run(archive: &Archive, reclassify: &Reclassify, rx: Receiver<Job>, queued: &Queued) {
     while let Ok(first) = rx.recv() {
         let mut bytes = first.item.compressed_size();
         let mut jobs = vec![first];
@@ -95,7 +133,9 @@ fn run(archive: &Archive, reclassify: &Reclassify, rx: Receiver<Job>) {
             jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
         let span = tracing::debug_span!("commit", messages = items.len());
         let _guard = span.enter();
-        match archive.put_batch(items, reclassify) {
+        let result = archive.put_batch(items, reclassify);
+        queued.release(bytes);
+        match result {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));

@@ -131,9 +131,11 @@ pub fn analyze(raw: &[u8], envelope: &Envelope, policy: &Policy) -> Result<Analy
         }
     }
     let bytes: &[u8] = original.as_deref().unwrap_or(raw);
-    let reparsed;
+    let reparsed = match original {
+        Some(_) => parser.parse(bytes),
+        None => None,
+    };
     let message = if original.is_some() {
-        reparsed = parser.parse(bytes);
         reparsed.as_ref()
     } else {
         outer.as_ref()
@@ -222,6 +224,9 @@ pub fn analyze(raw: &[u8], envelope: &Envelope, policy: &Policy) -> Result<Analy
     flags.dedup();
     meta.flags = flags;
 
+    // The parse trees hold decoded copies of every part: free them before compressing.
+    drop(reparsed);
+    drop(outer);
     let blob = archive::BlobHash::of(bytes);
     let id = match (&meta.message_id, body_offset) {
         (Some(mid), Some(offset)) if offset <= bytes.len() => {
