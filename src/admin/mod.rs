@@ -228,8 +228,13 @@ fn ingest(
         }
         writeln!(
             out,
-            "{} messages: {} stored, {} duplicate, {} junk quarantined, {} junk dropped, {} unparsed or malformed (stored and flagged), {} errors",
+            "{} {}: {} stored, {} duplicate, {} junk quarantined, {} junk dropped, {} unparsed or malformed (stored and flagged), {} errors",
             summary.messages,
+            if summary.messages == 1 {
+                "message"
+            } else {
+                "messages"
+            },
             summary.stored,
             summary.duplicates,
             summary.junk,

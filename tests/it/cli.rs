@@ -372,7 +372,7 @@ fn the_cli_works_against_a_running_gateway_through_its_admin_socket() {
     let eml = fixtures().join("outbound.eml");
     let out = mailjournal(&["ingest", eml.to_str().expect("utf-8")], data.path());
     assert!(
-        stdout(&out).contains("1 messages: 1 stored"),
+        stdout(&out).contains("1 message: 1 stored"),
         "{}{}",
         stdout(&out),
         stderr(&out)
