@@ -1,14 +1,14 @@
-//! Group commit: one thread owns the write path and commits every message waiting for it in
-//! one durable transaction, so many concurrent senders share one fsync.
+//! Group commit: every message waiting to be stored goes into one durable transaction, so
+//! many concurrent senders share the fsyncs. Two threads form a pipeline: the staging thread
+//! writes and syncs the blobs of batch N+1 while the commit thread commits batch N.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::{Archive, Error, NewMessage, PutOutcome, Reclassify};
+use super::{Archive, Error, NewMessage, PutOutcome, Reclassify, Staged};
 
 /// Messages per commit at most: bounds the transaction and the latency of its first member.
 const MAX_BATCH: usize = 512;
@@ -72,10 +72,10 @@ impl Committer {
         let queued = Arc::new(Queued::default());
         let worker_queued = Arc::clone(&queued);
         let handle = std::thread::Builder::new()
-            .name("mailjournal-commit".into())
-            .spawn(move || run(&worker, &*reclassify, rx, &worker_queued))
+            .name("mailjournal-stage".into())
+            .spawn(move || run(worker, reclassify, rx, worker_queued))
             .map_err(|source| Error::Io {
-                what: "starting the commit thread".into(),
+                what: "starting the commit threads".into(),
                 source,
             })?;
         Ok((
@@ -104,50 +104,95 @@ impl Committer {
     }
 }
 
-fn run(archive: &Archive, reclassify: &Reclassify, rx: Receiver<Job>, queued: &Queued) {
+/// A staged batch on its way to the database commit.
+struct StagedBatch {
+    staged: Staged,
+    replies: Vec<Reply>,
+    bytes: usize,
+}
+
+/// The staging thread: gathers waiting jobs into a batch, writes and syncs its blobs, and
+/// hands it to the commit thread, which commits the previous batch meanwhile: the pack's
+/// fsync and the database's fsync of consecutive batches overlap.
+fn run(archive: Arc<Archive>, reclassify: Box<Reclassify>, rx: Receiver<Job>, queued: Arc<Queued>) {
+    let (to_commit, commits) = mpsc::sync_channel::<StagedBatch>(1);
+    let committer = {
+        let archive = Arc::clone(&archive);
+        let queued = Arc::clone(&queued);
+        std::thread::Builder::new()
+            .name("mailjournal-commit".into())
+            .spawn(move || commit_loop(&archive, &*reclassify, &commits, &queued))
+    };
+    let committer = match committer {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the commit thread");
+            return;
+        }
+    };
     while let Ok(first) = rx.recv() {
         let mut bytes = first.item.compressed_size();
         let mut jobs = vec![first];
-        // Take whatever else is already waiting; wait a hair for stragglers only when the
-        // queue is busy enough that they are likely (a lone message commits at once).
-        loop {
-            if jobs.len() >= MAX_BATCH || bytes >= MAX_BATCH_BYTES {
-                break;
-            }
+        // Take whatever else is already waiting (a lone message goes at once).
+        while jobs.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(job) => {
                     bytes += job.item.compressed_size();
                     jobs.push(job);
                 }
-                Err(_) if jobs.len() > 1 => match rx.recv_timeout(Duration::from_micros(200)) {
-                    Ok(job) => {
-                        bytes += job.item.compressed_size();
-                        jobs.push(job);
-                    }
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                },
                 Err(_) => break,
             }
         }
         let (items, replies): (Vec<_>, Vec<_>) =
             jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
-        let span = tracing::debug_span!("commit", messages = items.len());
-        let _guard = span.enter();
-        let result = archive.put_batch(items, reclassify);
-        queued.release(bytes);
-        match result {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+        match archive.stage(items) {
+            Ok(staged) => {
+                let batch = StagedBatch {
+                    staged,
+                    replies,
+                    bytes,
+                };
+                if let Err(mpsc::SendError(batch)) = to_commit.send(batch) {
+                    fail(batch.replies, Error::CommitterGone);
+                    queued.release(batch.bytes);
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "commit failed; the batch is not stored");
-                let e = Arc::new(e);
-                for reply in replies {
-                    let _ = reply.send(Err(Arc::clone(&e)));
-                }
+                queued.release(bytes);
+                fail(replies, e);
             }
         }
+    }
+    drop(to_commit);
+    let _ = committer.join();
+}
+
+fn commit_loop(
+    archive: &Archive,
+    reclassify: &Reclassify,
+    batches: &Receiver<StagedBatch>,
+    queued: &Queued,
+) {
+    while let Ok(batch) = batches.recv() {
+        let span = tracing::debug_span!("commit", messages = batch.staged.len());
+        let _guard = span.enter();
+        let result = archive.commit_staged(batch.staged, reclassify);
+        queued.release(batch.bytes);
+        match result {
+            Ok(outcomes) => {
+                for (reply, outcome) in batch.replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => fail(batch.replies, e),
+        }
+    }
+}
+
+fn fail(replies: Vec<Reply>, e: Error) {
+    tracing::error!(error = %e, "commit failed; the batch is not stored");
+    let e = Arc::new(e);
+    for reply in replies {
+        let _ = reply.send(Err(Arc::clone(&e)));
     }
 }

@@ -158,6 +158,23 @@ impl NewMessage {
     }
 }
 
+/// A batch whose blobs are durable and whose records are not committed yet.
+pub struct Staged {
+    items: Vec<(NewMessage, Option<Storage>)>,
+    /// The current pack and its length after this batch.
+    pack_end: (u32, u64),
+}
+
+impl Staged {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
 /// What `put` did with a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutOutcome {
@@ -332,66 +349,102 @@ impl Archive {
 
     /// Stores a batch of messages in one durable commit. Idempotent: a message whose stable
     /// id is already archived is merged into its record (union of recipients), not stored
-    /// again. Outcomes are in the order of `items`.
+    /// again. Outcomes are in the order of `items`. The same as [`Archive::stage`] followed
+    /// by [`Archive::commit_staged`]; the group-commit thread runs the two stages in
+    /// parallel, one batch apart.
     pub fn put_batch(
         &self,
         items: Vec<NewMessage>,
         reclassify: &Reclassify,
     ) -> Result<Vec<PutOutcome>, Error> {
+        let staged = self.stage(items)?;
+        self.commit_staged(staged, reclassify)
+    }
+
+    /// First stage of a commit: writes the blobs of the messages not archived yet (small ones
+    /// appended to the current pack, large ones as their own files) and makes them durable.
+    /// Nothing refers to them until [`Archive::commit_staged`]; if that never happens they are
+    /// orphans: harmless, cut off (pack tail) or removed (`verify --repair`) later.
+    pub fn stage(&self, items: Vec<NewMessage>) -> Result<Staged, Error> {
         let mut packs = self.packs.lock().unwrap_or_else(|e| e.into_inner());
         packs
             .rotate_if_full()
             .map_err(io("starting a new pack file"))?;
-        let (_, committed_len) = packs.position();
-        let result = self.put_batch_locked(items, reclassify, &mut packs);
+        let (_, start) = packs.position();
+        let result = self.stage_locked(items, &mut packs);
         if result.is_err() {
-            packs.rollback(committed_len);
+            packs.rollback(start);
         }
         result
     }
 
-    fn put_batch_locked(
+    fn stage_locked(
         &self,
         items: Vec<NewMessage>,
-        reclassify: &Reclassify,
         packs: &mut blobs::Packs,
+    ) -> Result<Staged, Error> {
+        let txn = self.read()?;
+        let ids = txn.open_table(IDS).db()?;
+        let mut seen = std::collections::HashSet::new();
+        let mut staged = Vec::with_capacity(items.len());
+        let mut dirs_to_sync = BTreeSet::new();
+        for item in items {
+            let known = ids.get(item.id.as_str()).db()?.is_some();
+            let storage = if known || !seen.insert(item.id.clone()) {
+                None
+            } else if item.compressed.len() <= PACK_MAX {
+                let (pack, offset) = packs
+                    .append(&item.compressed)
+                    .map_err(io("appending to the pack file"))?;
+                Some(Storage::Pack { pack, offset })
+            } else {
+                let dir = self
+                    .blobs
+                    .write(&item.blob, &item.compressed)
+                    .map_err(io(format!("writing blob {}", item.blob.to_hex())))?;
+                dirs_to_sync.insert(dir);
+                Some(Storage::File)
+            };
+            staged.push((item, storage));
+        }
+        packs.sync().map_err(io("syncing the pack file"))?;
+        for dir in &dirs_to_sync {
+            blobs::sync_dir(dir).map_err(io(format!("syncing {}", dir.display())))?;
+        }
+        Ok(Staged {
+            items: staged,
+            pack_end: packs.position(),
+        })
+    }
+
+    /// Second stage: one durable redb commit with every record and index row of a staged
+    /// batch. Batches must be committed in the order they were staged.
+    pub fn commit_staged(
+        &self,
+        staged: Staged,
+        reclassify: &Reclassify,
     ) -> Result<Vec<PutOutcome>, Error> {
         let txn = self.db.begin_write().db()?;
-        let mut outcomes = Vec::with_capacity(items.len());
-        let mut dirs_to_sync = BTreeSet::new();
+        let mut outcomes = Vec::with_capacity(staged.items.len());
         {
             let mut w = Writer::open(&txn)?;
-            for item in items {
+            for (item, storage) in staged.items {
                 let existing = w.ids.get(item.id.as_str()).db()?.map(|g| g.value());
-                let outcome = match existing {
-                    Some(uid) => w.merge(uid, item, reclassify)?,
-                    None => {
-                        let storage = if item.compressed.len() <= PACK_MAX {
-                            let (pack, offset) = packs
-                                .append(&item.compressed)
-                                .map_err(io("appending to the pack file"))?;
-                            Storage::Pack { pack, offset }
-                        } else {
-                            let dir = self
-                                .blobs
-                                .write(&item.blob, &item.compressed)
-                                .map_err(io(format!("writing blob {}", item.blob.to_hex())))?;
-                            dirs_to_sync.insert(dir);
-                            Storage::File
-                        };
-                        w.insert(item, storage)?
+                let outcome = match (existing, storage) {
+                    (Some(uid), _) => w.merge(uid, item, reclassify)?,
+                    (None, Some(storage)) => w.insert(item, storage)?,
+                    (None, None) => {
+                        return Err(Error::Corrupt {
+                            uid: 0,
+                            reason: format!("message {} was staged without its blob", item.id),
+                        });
                     }
                 };
                 outcomes.push(outcome);
             }
-            let (pack, len) = packs.position();
+            let (pack, len) = staged.pack_end;
             w.meta.insert(META_PACK, u64::from(pack)).db()?;
             w.meta.insert(META_PACK_LEN, len).db()?;
-        }
-        // Blobs first, then the commit that refers to them.
-        packs.sync().map_err(io("syncing the pack file"))?;
-        for dir in &dirs_to_sync {
-            blobs::sync_dir(dir).map_err(io(format!("syncing {}", dir.display())))?;
         }
         txn.commit().db()?;
         Ok(outcomes)

@@ -27,6 +27,8 @@ pub enum Refusal {
 pub struct Limits {
     pub max_connections: usize,
     pub max_per_minute: u32,
+    /// Sources the per-minute limit does not apply to (the organization's own servers).
+    pub exempt: Vec<ipnet::IpNet>,
 }
 
 /// Counts connections per source address over a sliding minute.
@@ -107,7 +109,8 @@ where
                 }
             };
             let _ = stream.set_nodelay(true);
-            if !rate.allow(peer.ip(), limits.max_per_minute) {
+            let exempt = limits.exempt.iter().any(|n| n.contains(&peer.ip()));
+            if !exempt && !rate.allow(peer.ip(), limits.max_per_minute) {
                 tracing::info!(%peer, "connection refused: rate limit");
                 inner.spawn(refuse(stream, Refusal::RateLimited));
                 continue;

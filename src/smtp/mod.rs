@@ -28,6 +28,8 @@ pub fn spawn(
     let limits = Limits {
         max_connections: ctx.settings.max_connections,
         max_per_minute: ctx.settings.max_connections_per_minute,
+        // Journaling servers may open a connection per message: only strangers are limited.
+        exempt: ctx.settings.allow_networks.clone(),
     };
     let session_ctx = Arc::clone(&ctx);
     listener::spawn(

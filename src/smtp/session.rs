@@ -49,6 +49,8 @@ const MAX_ERRORS: u32 = 20;
 const MAX_AUTH_FAILURES: u32 = 3;
 /// The longest command line accepted (RFC 5321 allows 512 octets; extensions add to it).
 const MAX_COMMAND_LINE: usize = 4096;
+/// Messages up to this size are analyzed on the session's own task.
+const INLINE_ANALYSIS: usize = 128 * 1024;
 /// Size of one read.
 const READ_CHUNK: usize = 16 * 1024;
 /// The data budget's unit.
@@ -686,9 +688,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let ingestor = self.ctx.ingestor.clone();
         let size = body.len();
-        // Parsing and compressing take CPU: keep them off the async workers.
-        let submitted =
-            tokio::task::spawn_blocking(move || ingestor.submit(&body, &envelope)).await;
+        // Parsing and compressing a large message takes milliseconds: off the async workers
+        // with it. A small one costs less than the hand-off to another thread would.
+        let submitted = if size <= INLINE_ANALYSIS {
+            Ok(ingestor.submit(&body, &envelope))
+        } else {
+            tokio::task::spawn_blocking(move || ingestor.submit(&body, &envelope)).await
+        };
         let result = match submitted {
             Ok(Ok(pending)) => pending.wait().await,
             Ok(Err(e)) => Err(e),
