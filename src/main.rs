@@ -9,10 +9,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use mailjournal::admin::{self, Request, Target, socket};
+use mailjournal::admin::{self, ListArgs, Request, Target, socket};
 use mailjournal::archive::{self, Archive, Role};
-use mailjournal::classify::Direction;
-use mailjournal::clock::{self, SystemClock};
+use mailjournal::clock::SystemClock;
 use mailjournal::config::{Logging, Settings};
 use mailjournal::server::Server;
 
@@ -48,29 +47,7 @@ enum Command {
         json: bool,
     },
     /// List archived messages, oldest first.
-    List {
-        /// inbound, outbound, internal or external.
-        #[arg(long)]
-        direction: Option<Direction>,
-        /// On or after this date (2026-11-01) or time (RFC 3339).
-        #[arg(long, value_parser = clock::parse_date)]
-        since: Option<i64>,
-        /// Before this date or time.
-        #[arg(long, value_parser = clock::parse_date)]
-        until: Option<i64>,
-        /// Messages this address sent or received.
-        #[arg(long)]
-        address: Option<String>,
-        /// List quarantined junk instead.
-        #[arg(long)]
-        junk: bool,
-        /// At most this many.
-        #[arg(long)]
-        limit: Option<usize>,
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
-    },
+    List(ListArgs),
     /// Write a message's original bytes to standard output.
     Show {
         /// The message's stable id, or its UID.
@@ -152,23 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let paths = paths.into_iter().map(|p| cwd.join(p)).collect();
             Request::Ingest { paths, json }
         }
-        Command::List {
-            direction,
-            since,
-            until,
-            address,
-            junk,
-            limit,
-            json,
-        } => Request::List {
-            direction,
-            since,
-            until,
-            address,
-            junk,
-            limit,
-            json,
-        },
+        Command::List(args) => Request::List(args),
         Command::Show { id, meta } => Request::Show { id, meta },
         Command::Stats { json } => Request::Stats { json },
         Command::Verify { repair } => Request::Verify { repair },

@@ -37,6 +37,32 @@ pub enum Error {
     Output(#[from] std::io::Error),
 }
 
+/// The arguments of `list`, shared by the command line and the admin socket.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+pub struct ListArgs {
+    /// inbound, outbound, internal or external.
+    #[arg(long)]
+    pub direction: Option<Direction>,
+    /// On or after this date (2026-11-01) or time (RFC 3339).
+    #[arg(long, value_parser = clock::parse_date)]
+    pub since: Option<i64>,
+    /// Before this date or time.
+    #[arg(long, value_parser = clock::parse_date)]
+    pub until: Option<i64>,
+    /// Messages this address sent or received.
+    #[arg(long)]
+    pub address: Option<String>,
+    /// List quarantined junk instead.
+    #[arg(long)]
+    pub junk: bool,
+    /// At most this many.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// A command, as the CLI parsed it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
@@ -44,15 +70,7 @@ pub enum Request {
         paths: Vec<PathBuf>,
         json: bool,
     },
-    List {
-        direction: Option<Direction>,
-        since: Option<i64>,
-        until: Option<i64>,
-        address: Option<String>,
-        junk: bool,
-        limit: Option<usize>,
-        json: bool,
-    },
+    List(ListArgs),
     Show {
         id: String,
         meta: bool,
@@ -101,7 +119,7 @@ pub fn execute(
 ) -> Result<i32, Error> {
     match request {
         Request::Ingest { paths, json } => ingest(target, &paths, json, out, err),
-        Request::List {
+        Request::List(ListArgs {
             direction,
             since,
             until,
@@ -109,7 +127,7 @@ pub fn execute(
             junk,
             limit,
             json,
-        } => {
+        }) => {
             let address = match address {
                 Some(a) => Some(
                     crate::address::normalize(&a)
