@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use mail_builder::MessageBuilder;
 use mailjournal::archive::{Archive, Counter, Filter, Storage};
 use mailjournal::classify::Direction;
 use mailjournal::config::JunkAction;
@@ -222,24 +221,7 @@ fn a_second_process_cannot_open_an_archive_in_use() {
 
 #[test]
 fn twenty_megabyte_attachment_is_a_file_and_round_trips() {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let payload: Vec<u8> = (0..20 * 1024 * 1024)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect();
-    let raw = MessageBuilder::new()
-        .from(("Alice", "alice@contoso.com"))
-        .to("marta@fabrikam.com")
-        .subject("Scans of the signed contract")
-        .message_id("big-1@contoso.com")
-        .text_body("Attached.")
-        .attachment("application/octet-stream", "scans.bin", payload)
-        .write_to_vec()
-        .expect("build message");
+    let raw = crate::golden::twenty_megabyte_message();
     assert!(raw.len() > 20 * 1024 * 1024);
     let t = TestArchive::new();
     let o = t

@@ -414,6 +414,25 @@ fn the_cli_works_against_a_running_gateway_through_its_admin_socket() {
     let out = mailjournal(&["user", "list"], data.path());
     assert_eq!(stdout(&out), "exchange\tsource\n");
 
+    // SIGHUP reads the configuration again: its logging switch applies.
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("\n[ingest]\nlogging = \"paused\"\n");
+    std::fs::write(&config, text).expect("config");
+    let pid = gateway.child.as_ref().expect("running").id().to_string();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill -HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stdout(&mailjournal(&["logging"], data.path())) != "logging is paused\n" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not apply the configuration:\n{}",
+            gateway.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
     // A second gateway on the same archive refuses to start, and says why.
     let second = std::process::Command::new(env!("CARGO_BIN_EXE_mailjournal"))
         .args(["serve"])

@@ -15,6 +15,57 @@ use crate::support::{TestArchive, fixtures};
 /// 2026-11-21T00:00:00Z: when every golden message "arrives".
 pub const RECEIVED_AT: i64 = 1_795_219_200;
 
+/// Name of the generated case: a 20 MB attachment is too big to commit as a fixture, so its
+/// `.eml` is made at test time, deterministically; its expected JSON is committed.
+const GENERATED: &str = "twenty-megabyte-attachment";
+
+/// The generated case's message: an outbound mail with a 20 MiB pseudo-random attachment.
+pub fn twenty_megabyte_message() -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let payload: Vec<u8> = (0..20 * 1024 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    let base64 = data_encoding::BASE64.encode(&payload);
+    let mut message = String::with_capacity(base64.len() + base64.len() / 38 + 1024);
+    message.push_str(
+        "From: Alice <alice@contoso.com>\r\n\
+         To: marta@fabrikam.com\r\n\
+         Subject: Scans of the signed contract\r\n\
+         Date: Fri, 20 Nov 2026 12:00:00 +0000\r\n\
+         Message-ID: <big-1@contoso.com>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"big-boundary-1\"\r\n\
+         \r\n\
+         --big-boundary-1\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\
+         \r\n\
+         Attached.\r\n\
+         --big-boundary-1\r\n\
+         Content-Type: application/octet-stream; name=\"scans.bin\"\r\n\
+         Content-Disposition: attachment; filename=\"scans.bin\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\
+         \r\n",
+    );
+    for line in base64.as_bytes().chunks(76) {
+        message.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        message.push_str("\r\n");
+    }
+    message.push_str("--big-boundary-1--\r\n");
+    message.into_bytes()
+}
+
+fn read_case_file(file: &std::path::Path) -> Vec<u8> {
+    if file.file_name().and_then(|n| n.to_str()) == Some(&format!("{GENERATED}.eml")) {
+        return twenty_megabyte_message();
+    }
+    std::fs::read(file).expect("read fixture")
+}
+
 fn cases() -> BTreeMap<String, Vec<PathBuf>> {
     let mut cases: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for entry in std::fs::read_dir(fixtures()).expect("fixtures dir") {
@@ -35,6 +86,10 @@ fn cases() -> BTreeMap<String, Vec<PathBuf>> {
     for files in cases.values_mut() {
         files.sort();
     }
+    cases.insert(
+        GENERATED.to_owned(),
+        vec![fixtures().join(format!("{GENERATED}.eml"))],
+    );
     cases
 }
 
@@ -67,7 +122,7 @@ fn golden_ingest_cases() {
         let mut outcomes = Vec::new();
         let mut originals = Vec::new();
         for file in files {
-            let raw = std::fs::read(file).expect("read fixture");
+            let raw = read_case_file(file);
             let envelope = Envelope {
                 mail_from: None,
                 received_at: RECEIVED_AT,
