@@ -28,6 +28,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("MAILJOURNAL_SMTP_LISTEN", "smtp.listen"),
     ("MAILJOURNAL_SMTPS_LISTEN", "smtp.tls_listen"),
     ("MAILJOURNAL_JOURNAL_ADDRESSES", "smtp.journal_addresses"),
+    ("MAILJOURNAL_IMAP_LISTEN", "imap.listen"),
+    ("MAILJOURNAL_IMAPS_LISTEN", "imap.tls_listen"),
 ];
 
 /// One thing wrong with a configuration.
@@ -185,6 +187,40 @@ impl Default for SmtpSection {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct ImapSection {
+    listen: String,
+    tls_listen: String,
+    #[serde(with = "humantime_serde")]
+    idle_timeout: Duration,
+    max_connections: usize,
+    max_connections_per_minute: u32,
+}
+
+impl Default for ImapSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:1143".into(),
+            tls_listen: "127.0.0.1:1993".into(),
+            idle_timeout: Duration::from_secs(30 * 60),
+            max_connections: 2000,
+            max_connections_per_minute: 600,
+        }
+    }
+}
+
+/// The IMAP view, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapSettings {
+    pub listen: Option<SocketAddr>,
+    pub tls_listen: Option<SocketAddr>,
+    /// A client silent this long is logged out (RFC 3501: at least 30 minutes).
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_minute: u32,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct TlsSection {
@@ -268,6 +304,7 @@ pub struct Settings {
     pub junk: JunkSettings,
     pub logging: Logging,
     pub smtp: SmtpSettings,
+    pub imap: ImapSettings,
     pub tls: TlsSettings,
 }
 
@@ -323,6 +360,7 @@ impl Settings {
         let junk: JunkSection = section(&mut table, "junk", &mut problems);
         let smtp: SmtpSection = section(&mut table, "smtp", &mut problems);
         let tls: TlsSection = section(&mut table, "tls", &mut problems);
+        let imap: ImapSection = section(&mut table, "imap", &mut problems);
         for unknown in table.keys() {
             problems.push(Problem {
                 key: unknown.clone(),
@@ -401,6 +439,37 @@ impl Settings {
             });
         }
 
+        let imap_listen = env("MAILJOURNAL_IMAP_LISTEN")
+            .map(|v| (v, "MAILJOURNAL_IMAP_LISTEN"))
+            .unwrap_or((imap.listen.clone(), "imap.listen"));
+        let imaps_listen = env("MAILJOURNAL_IMAPS_LISTEN")
+            .map(|v| (v, "MAILJOURNAL_IMAPS_LISTEN"))
+            .unwrap_or((imap.tls_listen.clone(), "imap.tls_listen"));
+        if imap.idle_timeout < Duration::from_secs(30 * 60) {
+            problems.push(Problem {
+                key: "imap.idle_timeout".into(),
+                reason: "RFC 3501 requires at least 30 minutes".into(),
+            });
+        }
+        if !(1..=100_000).contains(&imap.max_connections) {
+            problems.push(Problem {
+                key: "imap.max_connections".into(),
+                reason: format!("{} is outside 1 to 100000", imap.max_connections),
+            });
+        }
+        if imap.max_connections_per_minute == 0 {
+            problems.push(Problem {
+                key: "imap.max_connections_per_minute".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        let imap = ImapSettings {
+            listen: listen_addr(&imap_listen, &mut problems),
+            tls_listen: listen_addr(&imaps_listen, &mut problems),
+            idle_timeout: imap.idle_timeout,
+            max_connections: imap.max_connections,
+            max_connections_per_minute: imap.max_connections_per_minute,
+        };
         let smtp = validate_smtp(
             smtp,
             smtp_listen,
@@ -440,6 +509,7 @@ impl Settings {
             },
             logging: ingest.logging,
             smtp,
+            imap,
             tls,
             junk: JunkSettings {
                 action: junk.action,

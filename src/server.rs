@@ -50,6 +50,8 @@ const DATA_BUDGET_BYTES: usize = 1024 * 1024 * 1024;
 pub struct Server {
     pub smtp_addr: Option<SocketAddr>,
     pub smtps_addr: Option<SocketAddr>,
+    pub imap_addr: Option<SocketAddr>,
+    pub imaps_addr: Option<SocketAddr>,
     pub logging: Arc<LoggingSwitch>,
     pub tls_fingerprint: String,
     smtp_sessions: Vec<Gauge>,
@@ -97,6 +99,8 @@ impl Server {
         let mut server = Server {
             smtp_addr: None,
             smtps_addr: None,
+            imap_addr: None,
+            imaps_addr: None,
             logging,
             tls_fingerprint: tls.fingerprint.clone(),
             smtp_sessions: Vec::new(),
@@ -112,6 +116,8 @@ impl Server {
         for (addr, implicit, what) in [
             (settings.smtp.listen, false, "smtp.listen"),
             (settings.smtp.tls_listen, true, "smtp.tls_listen"),
+            (settings.imap.listen, false, "imap.listen"),
+            (settings.imap.tls_listen, true, "imap.tls_listen"),
         ] {
             let Some(addr) = addr else { continue };
             let listener = TcpListener::bind(addr)
@@ -121,7 +127,7 @@ impl Server {
                 listener
                     .local_addr()
                     .map_err(|source| Error::Bind { addr, what, source })?;
-            listeners.push((listener, local, implicit));
+            listeners.push((listener, local, implicit, what));
         }
         let socket =
             crate::admin::socket::spawn(Arc::new(admin), &server.tracker, server.shutdown.clone())
@@ -130,7 +136,30 @@ impl Server {
                     source,
                 })?;
         tracing::info!(path = %socket.display(), "admin socket listening");
-        for (listener, local, implicit) in listeners {
+        let imap_ctx = Arc::new(crate::imap::Context {
+            settings: settings.imap.clone(),
+            archive: Arc::clone(&archive),
+            tls: Some(Arc::clone(&tls.config)),
+            throttle: Throttle::new(Duration::from_secs(600), 10),
+            shutdown: server.shutdown.clone(),
+        });
+        for (listener, local, implicit, what) in listeners {
+            if what.starts_with("imap") {
+                tracing::info!(addr = %local, implicit_tls = implicit, "IMAP listening");
+                crate::imap::spawn(
+                    listener,
+                    Arc::clone(&imap_ctx),
+                    implicit,
+                    server.tracker.clone(),
+                    server.shutdown.clone(),
+                );
+                if implicit {
+                    server.imaps_addr = Some(local);
+                } else {
+                    server.imap_addr = Some(local);
+                }
+                continue;
+            }
             tracing::info!(addr = %local, implicit_tls = implicit, "SMTP listening");
             let gauge = smtp::spawn(
                 listener,

@@ -9,6 +9,7 @@
 
 mod blobs;
 mod committer;
+pub mod folders;
 pub mod id;
 pub mod record;
 mod tables;
@@ -24,6 +25,7 @@ use redb::{
 use serde::Serialize;
 
 pub use committer::{Committer, Pending};
+pub use folders::{FLAG_FLAGGED, FLAG_SEEN, FolderQuery};
 pub use id::{BlobHash, StableId};
 pub use record::{Flag, Meta, Party, Record, Storage};
 pub use users::{Account, Role};
@@ -256,6 +258,8 @@ pub struct Archive {
     packs: std::sync::Mutex<blobs::Packs>,
     packs_dir: PathBuf,
     uidvalidity: u32,
+    /// The next UID after the latest commit, for whoever waits for new mail (IMAP IDLE).
+    committed: tokio::sync::watch::Sender<u32>,
 }
 
 impl Archive {
@@ -314,13 +318,16 @@ impl Archive {
         txn.open_table(JUNK).db()?;
         txn.open_table(COUNTERS).db()?;
         txn.open_table(USERS).db()?;
+        txn.open_table(MONTHS).db()?;
+        txn.open_table(USER_FLAGS).db()?;
         txn.commit().db()?;
-        let (pack, pack_len) = {
+        let (pack, pack_len, next_uid) = {
             let txn = db.begin_read().db()?;
             let meta = txn.open_table(META).db()?;
             (
                 get_u64(&meta, META_PACK)?.unwrap_or(1),
                 get_u64(&meta, META_PACK_LEN)?.unwrap_or(0),
+                get_u64(&meta, META_NEXT_UID)?.unwrap_or(1),
             )
         };
         let pack = u32::try_from(pack).map_err(|_| Error::Corrupt {
@@ -335,6 +342,7 @@ impl Archive {
             packs_dir: dir.join("packs"),
             packs: std::sync::Mutex::new(packs),
             uidvalidity,
+            committed: tokio::sync::watch::Sender::new(u32::try_from(next_uid).unwrap_or(u32::MAX)),
         })
     }
 
@@ -447,6 +455,10 @@ impl Archive {
             w.meta.insert(META_PACK_LEN, len).db()?;
         }
         txn.commit().db()?;
+        if let Ok(next) = self.next_uid() {
+            self.committed
+                .send_if_modified(|v| std::mem::replace(v, next) != next);
+        }
         Ok(outcomes)
     }
 
@@ -749,6 +761,7 @@ struct Writer<'t> {
     junk: Table<'t, u32, ()>,
     meta: Table<'t, &'static str, u64>,
     counters: Table<'t, &'static str, u64>,
+    months: Table<'t, u32, u64>,
 }
 
 impl<'t> Writer<'t> {
@@ -765,6 +778,7 @@ impl<'t> Writer<'t> {
             junk: txn.open_table(JUNK).db()?,
             meta: txn.open_table(META).db()?,
             counters: txn.open_table(COUNTERS).db()?,
+            months: txn.open_table(MONTHS).db()?,
         })
     }
 
@@ -804,6 +818,10 @@ impl<'t> Writer<'t> {
             bump(&mut self.counters, Counter::JunkQuarantined.key(), 1)?;
         } else {
             self.directions.insert(m.direction.code(), uid).db()?;
+            if let Some(month) = folders::month_key(m.date) {
+                let n = self.months.get(month).db()?.map_or(0, |g| g.value());
+                self.months.insert(month, n + 1).db()?;
+            }
         }
         self.dates.insert((m.date, uid), ()).db()?;
         let parties = m

@@ -41,3 +41,8 @@ pub const META_PACK_LEN: &str = "pack_len";
 pub const FORMAT: u64 = 1;
 /// account name → account (JSON: password hash, roles). Kept apart from the messages.
 pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// month (year × 100 + month, of the message's date, UTC) → logged messages in it.
+pub const MONTHS: TableDefinition<u32, u64> = TableDefinition::new("months");
+/// (account, uid) → that account's flags on the message (bit 0 \Seen, bit 1 \Flagged).
+/// Kept apart from the records: reading mail never changes the archive.
+pub const USER_FLAGS: TableDefinition<(&str, u32), u8> = TableDefinition::new("user_flags");

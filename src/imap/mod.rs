@@ -2,4 +2,57 @@
 //! Every `imap_types` use stays inside this module.
 
 pub mod fetch;
+pub mod mailbox;
 pub mod search;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::net::listener::{self, Gauge, Limits, Refusal};
+pub use session::Context;
+
+/// Starts accepting on `listener`; `implicit_tls` for the IMAPS listener.
+pub fn spawn(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    implicit_tls: bool,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) -> Gauge {
+    let limits = Limits {
+        max_connections: ctx.settings.max_connections,
+        max_per_minute: ctx.settings.max_connections_per_minute,
+        exempt: Vec::new(),
+    };
+    listener::spawn(
+        listener,
+        limits,
+        shutdown,
+        tracker,
+        move |stream: TcpStream, peer: SocketAddr, permit| {
+            let ctx = Arc::clone(&ctx);
+            let span = tracing::info_span!("imap", %peer, tls = implicit_tls);
+            async move {
+                session::Session::new(ctx, stream, peer)
+                    .run(implicit_tls)
+                    .await;
+                drop(permit);
+            }
+            .instrument(span)
+        },
+        move |mut stream: TcpStream, _why: Refusal| async move {
+            if !implicit_tls {
+                use tokio::io::AsyncWriteExt;
+                let _ = stream
+                    .write_all(b"* BYE Too many connections, try again later\r\n")
+                    .await;
+            }
+        },
+    )
+}

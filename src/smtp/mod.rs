@@ -2,7 +2,6 @@
 
 pub mod reply;
 pub mod session;
-mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

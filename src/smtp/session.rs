@@ -18,12 +18,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::reply::Reply;
-use super::stream::Conn;
 use crate::archive::{Archive, Role};
 use crate::auth::{self, Throttle};
 use crate::clock::Clock;
 use crate::config::{Logging, SmtpSettings};
 use crate::ingest::{self, Envelope, Ingestor, Outcome};
+use crate::net::stream::Conn;
 use crate::runtime::LoggingSwitch;
 
 /// Everything sessions share.

@@ -255,6 +255,8 @@ impl Gateway {
             .args(["--config", config.to_str().expect("utf-8"), "serve"])
             .env("MAILJOURNAL_DATA_DIR", data)
             .env("MAILJOURNAL_SMTP_LISTEN", "127.0.0.1:0")
+            .env("MAILJOURNAL_IMAP_LISTEN", "127.0.0.1:0")
+            .env("MAILJOURNAL_IMAPS_LISTEN", "127.0.0.1:0")
             .env("MAILJOURNAL_JOURNAL_ADDRESSES", "journal@contoso.com")
             .env("MAILJOURNAL_LOG", "info")
             .stderr(std::fs::File::create(&stderr_log).expect("log"))
@@ -438,6 +440,8 @@ fn the_cli_works_against_a_running_gateway_through_its_admin_socket() {
         .args(["serve"])
         .env("MAILJOURNAL_DATA_DIR", data.path())
         .env("MAILJOURNAL_SMTP_LISTEN", "127.0.0.1:0")
+        .env("MAILJOURNAL_IMAP_LISTEN", "127.0.0.1:0")
+        .env("MAILJOURNAL_IMAPS_LISTEN", "127.0.0.1:0")
         .output()
         .expect("second serve");
     assert!(!second.status.success());

@@ -4,5 +4,6 @@ mod archive;
 mod cli;
 mod crash;
 mod golden;
+mod imap;
 mod smtp;
 mod support;

@@ -1,0 +1,157 @@
+//! The virtual folders: their names, what they hold, and LIST pattern matching.
+
+use crate::archive::FolderQuery;
+use crate::classify::Direction;
+
+/// The hierarchy delimiter.
+pub const DELIMITER: char = '/';
+
+/// The parent of the month folders.
+pub const BY_MONTH: &str = "By month";
+
+/// A folder as LIST shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folder {
+    pub name: String,
+    /// `None` for a folder that only holds other folders (`\Noselect`).
+    pub query: Option<FolderQuery>,
+    pub has_children: bool,
+    /// RFC 6154 special use (`\Junk`, `\All`).
+    pub special_use: Option<&'static str>,
+}
+
+/// Every folder an account that sees everything has, given the months with mail.
+pub fn folders(months: &[(i32, u8)], junk: bool) -> Vec<Folder> {
+    let mut out = vec![Folder {
+        name: "INBOX".into(),
+        query: Some(FolderQuery::All),
+        has_children: false,
+        special_use: None,
+    }];
+    for (name, d) in [
+        ("Inbound", Direction::Inbound),
+        ("Outbound", Direction::Outbound),
+        ("Internal", Direction::Internal),
+        ("External", Direction::External),
+    ] {
+        out.push(Folder {
+            name: name.into(),
+            query: Some(FolderQuery::Direction(d)),
+            has_children: false,
+            special_use: None,
+        });
+    }
+    if junk {
+        out.push(Folder {
+            name: "Junk".into(),
+            query: Some(FolderQuery::Junk),
+            has_children: false,
+            special_use: Some("\\Junk"),
+        });
+    }
+    out.push(Folder {
+        name: BY_MONTH.into(),
+        query: None,
+        has_children: !months.is_empty(),
+        special_use: None,
+    });
+    let mut years: Vec<i32> = months.iter().map(|(y, _)| *y).collect();
+    years.dedup();
+    for year in years {
+        out.push(Folder {
+            name: format!("{BY_MONTH}/{year}"),
+            query: None,
+            has_children: true,
+            special_use: None,
+        });
+        for &(y, month) in months.iter().filter(|(y, _)| *y == year) {
+            out.push(Folder {
+                name: format!("{BY_MONTH}/{y}/{month:02}"),
+                query: Some(FolderQuery::Month { year: y, month }),
+                has_children: false,
+                special_use: None,
+            });
+        }
+    }
+    out
+}
+
+/// The folder a (case-sensitive, except INBOX) name refers to.
+pub fn find(name: &str, months: &[(i32, u8)], junk: bool) -> Option<Folder> {
+    let name = if name.eq_ignore_ascii_case("INBOX") {
+        "INBOX"
+    } else {
+        name
+    };
+    // Month folders exist for months with mail; an empty month's folder does not.
+    folders(months, junk).into_iter().find(|f| f.name == name)
+}
+
+/// RFC 3501 LIST matching: `*` matches anything, `%` anything but the delimiter.
+pub fn matches(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some(('*', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
+            Some(('%', rest)) => (0..=n.len())
+                .take_while(|&i| i == 0 || n[i - 1] != DELIMITER)
+                .any(|i| go(rest, &n[i..])),
+            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // INBOX matches case-insensitively.
+    if name == "INBOX" {
+        let upper: Vec<char> = pattern.to_ascii_uppercase().chars().collect();
+        return go(&upper, &n);
+    }
+    go(&p, &n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_patterns() {
+        let cases = [
+            ("*", "By month/2026/11", true),
+            ("%", "By month/2026/11", false),
+            ("%", "Inbound", true),
+            ("By month/%", "By month/2026", true),
+            ("By month/%", "By month/2026/11", false),
+            ("By month/*", "By month/2026/11", true),
+            ("inbox", "INBOX", true),
+            ("In*", "Inbound", true),
+            ("In*", "INBOX", true),
+            ("Out%", "Outbound", true),
+            ("", "INBOX", false),
+        ];
+        for (pattern, name, want) in cases {
+            assert_eq!(matches(pattern, name), want, "{pattern} ~ {name}");
+        }
+    }
+
+    #[test]
+    fn month_folders_exist_for_months_with_mail() {
+        let months = [(2025, 12), (2026, 1), (2026, 11)];
+        let names: Vec<String> = folders(&months, false)
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert!(names.contains(&"By month/2025/12".to_owned()));
+        assert!(names.contains(&"By month/2026".to_owned()));
+        assert!(!names.contains(&"Junk".to_owned()));
+        assert_eq!(
+            find("By month/2026/11", &months, false).and_then(|f| f.query),
+            Some(FolderQuery::Month {
+                year: 2026,
+                month: 11
+            })
+        );
+        assert!(find("By month/2026/10", &months, false).is_none());
+        assert!(find("inbox", &months, false).is_some());
+        assert!(find("By month", &months, false).is_some_and(|f| f.query.is_none()));
+    }
+}

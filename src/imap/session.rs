@@ -1,0 +1,1178 @@
+//! One IMAP session: our own I/O loop around imap-next's sans-IO `Server`, the state machine
+//! (not authenticated, authenticated, selected), and one handler per command.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use imap_next::imap_types::IntoStatic;
+use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
+use imap_next::imap_types::command::{Command, CommandBody};
+use imap_next::imap_types::core::{IString, Tag, Text, Vec1};
+use imap_next::imap_types::extensions::namespace::Namespace;
+use imap_next::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName,
+};
+use imap_next::imap_types::flag::{
+    Flag, FlagFetch, FlagNameAttribute, FlagPerm, StoreResponse, StoreType,
+};
+use imap_next::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_next::imap_types::response::{
+    Capability, Code, CodeOther, CommandContinuationRequest, Data, Greeting, Status,
+};
+use imap_next::imap_types::search::SearchKey;
+use imap_next::imap_types::sequence::SequenceSet;
+use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
+use imap_next::server::{Error as ServerError, Event, Options, ResponseHandle, Server};
+use imap_next::{Interrupt, Io, State as _};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::{fetch, mailbox, search};
+use crate::archive::{Archive, FLAG_FLAGGED, FLAG_SEEN, FolderQuery, Role};
+use crate::auth::{self, Throttle};
+use crate::config::ImapSettings;
+use crate::net::stream::Conn;
+
+/// Everything sessions share.
+pub struct Context {
+    pub settings: ImapSettings,
+    pub archive: Arc<Archive>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub throttle: Throttle,
+    /// Cancelled when the server stops: every session says BYE.
+    pub shutdown: CancellationToken,
+}
+
+/// The largest literal a client may send (LOGIN passwords, SEARCH strings): nothing we accept
+/// needs more, and APPEND is refused anyway.
+const MAX_LITERAL: u32 = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+enum State {
+    NotAuthenticated,
+    Authenticated { user: String },
+    Selected { user: String, folder: Selected },
+}
+
+/// The selected folder: its UID list (the only per-folder state a session keeps) and the
+/// user's flags.
+struct Selected {
+    query: FolderQuery,
+    uids: Vec<u32>,
+    read_only: bool,
+    flags: BTreeMap<u32, u8>,
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+pub struct Session<S> {
+    ctx: Arc<Context>,
+    peer: SocketAddr,
+    conn: Conn<S>,
+    server: Server,
+    state: State,
+    /// Set when a STARTTLS OK is on its way: upgrade once it is sent.
+    starttls: Option<ResponseHandle>,
+    /// Set when the tagged OK of LOGOUT is on its way: close once it is sent.
+    logout: Option<ResponseHandle>,
+    /// The tag of a running IDLE.
+    idle: Option<Tag<'static>>,
+    /// The tag of a running AUTHENTICATE.
+    authenticate: Option<Tag<'static>>,
+    new_mail: tokio::sync::watch::Receiver<u32>,
+}
+
+fn status_ok(tag: Tag<'static>, code: Option<Code<'static>>, t: &str) -> Status<'static> {
+    Status::ok(Some(tag), code, t.to_owned()).unwrap_or_else(|_| fallback_status())
+}
+
+fn status_no(tag: Tag<'static>, code: Option<Code<'static>>, t: &str) -> Status<'static> {
+    Status::no(Some(tag), code, t.to_owned()).unwrap_or_else(|_| fallback_status())
+}
+
+fn status_bad(tag: Option<Tag<'static>>, t: &str) -> Status<'static> {
+    Status::bad(tag, None, t.to_owned()).unwrap_or_else(|_| fallback_status())
+}
+
+fn fallback_status() -> Status<'static> {
+    Status::Untagged(imap_next::imap_types::response::StatusBody {
+        kind: imap_next::imap_types::response::StatusKind::Bad,
+        code: None,
+        text: Text::unvalidated("error"),
+    })
+}
+
+/// `NO [CANNOT]`: the archive is read-only.
+fn cannot(tag: Tag<'static>, what: &str) -> Status<'static> {
+    let code = CodeOther::unvalidated(b"CANNOT".as_slice());
+    status_no(
+        tag,
+        Some(Code::Other(code)),
+        &format!("{what}: the archive is read-only (only \\Seen and \\Flagged can be set)"),
+    )
+}
+
+fn mailbox_name(m: &Mailbox<'_>) -> String {
+    match m {
+        Mailbox::Inbox => "INBOX".to_owned(),
+        Mailbox::Other(other) => String::from_utf8_lossy(other.as_ref()).into_owned(),
+    }
+}
+
+fn list_pattern(m: &ListMailbox<'_>) -> String {
+    match m {
+        ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
+        ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
+    }
+}
+
+fn to_mailbox(name: &str) -> Option<Mailbox<'static>> {
+    Mailbox::try_from(name.to_owned()).ok()
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+fn flag_fetch(bits: u8) -> Vec<FlagFetch<'static>> {
+    let mut flags = Vec::new();
+    if bits & FLAG_SEEN != 0 {
+        flags.push(FlagFetch::Flag(Flag::Seen));
+    }
+    if bits & FLAG_FLAGGED != 0 {
+        flags.push(FlagFetch::Flag(Flag::Flagged));
+    }
+    flags
+}
+
+/// The tag at the start of bytes imap-codec could not parse, if it is one.
+fn leading_tag(bytes: &[u8]) -> Option<Tag<'static>> {
+    let end = bytes
+        .iter()
+        .position(|b| *b == b' ' || *b == b'\r' || *b == b'\n')?;
+    Tag::try_from(bytes[..end].to_vec()).ok()
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub fn new(ctx: Arc<Context>, stream: S, peer: SocketAddr) -> Self {
+        let new_mail = ctx.archive.subscribe();
+        Self {
+            ctx,
+            peer,
+            conn: Conn::Plain(stream),
+            server: Server::new(
+                Options::default(),
+                Greeting::ok(None, "x").unwrap_or_else(|_| unreachable_greeting()),
+            ),
+            state: State::NotAuthenticated,
+            starttls: None,
+            logout: None,
+            idle: None,
+            authenticate: None,
+            new_mail,
+        }
+    }
+
+    fn options() -> Options {
+        let mut options = Options::default();
+        options.max_literal_size = MAX_LITERAL;
+        options.max_command_size = MAX_LITERAL + 64 * 1024;
+        options
+    }
+
+    fn greeting(&self) -> Greeting<'static> {
+        let code = Code::capability(self.capabilities()).ok();
+        Greeting::ok(code, "mailjournal IMAP ready (read-only archive)")
+            .map(Greeting::into_static)
+            .unwrap_or_else(|_| unreachable_greeting())
+    }
+
+    fn is_loopback(&self) -> bool {
+        self.peer.ip().is_loopback()
+    }
+
+    /// Plain-text passwords only over TLS or on loopback.
+    fn login_allowed(&self) -> bool {
+        self.conn.is_tls() || self.is_loopback()
+    }
+
+    fn capabilities(&self) -> Vec<Capability<'static>> {
+        let mut caps = vec![Capability::Imap4Rev1];
+        match &self.state {
+            State::NotAuthenticated => {
+                if !self.conn.is_tls() && self.ctx.tls.is_some() {
+                    caps.push(Capability::StartTls);
+                }
+                if self.login_allowed() {
+                    caps.push(Capability::Auth(AuthMechanism::Plain));
+                    caps.push(Capability::SaslIr);
+                } else {
+                    caps.push(Capability::LoginDisabled);
+                }
+            }
+            _ => {
+                caps.extend([
+                    Capability::Idle,
+                    Capability::Namespace,
+                    Capability::Unselect,
+                    Capability::Enable,
+                    Capability::Binary,
+                ]);
+            }
+        }
+        caps.push(Capability::Id);
+        caps.push(Capability::LiteralPlus);
+        caps
+    }
+
+    /// Runs the session to its end.
+    pub async fn run(mut self, implicit_tls: bool) {
+        if implicit_tls && !self.upgrade().await {
+            return;
+        }
+        self.server = Server::new(Self::options(), self.greeting());
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            match self.server.next() {
+                Ok(event) => match self.on_event(event).await {
+                    Flow::Continue => {}
+                    Flow::Stop => break,
+                },
+                Err(Interrupt::Io(Io::Output(bytes))) => {
+                    if self.write(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+                Err(Interrupt::Io(Io::NeedMoreInput)) => match self.read(&mut buf).await {
+                    Some(n) => {
+                        let chunk = buf.get(..n).unwrap_or_default();
+                        self.server.enqueue_input(chunk);
+                    }
+                    None => break,
+                },
+                Err(Interrupt::Error(e)) => self.on_protocol_error(e),
+            }
+        }
+        let _ = self.conn.shutdown().await;
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let timeout = self.ctx.settings.idle_timeout;
+        match tokio::time::timeout(timeout, async {
+            self.conn.write_all(bytes).await?;
+            self.conn.flush().await
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::other("write timed out")),
+        }
+    }
+
+    /// Reads more input; `None` when the session must end (EOF, timeout, shutdown). While
+    /// IDLE or selected, new mail is announced as it is committed.
+    async fn read(&mut self, buf: &mut [u8]) -> Option<usize> {
+        loop {
+            let timeout = self.ctx.settings.idle_timeout;
+            let shutdown = self.ctx.shutdown.clone();
+            let watching = self.idle.is_some();
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.say_bye("server shutting down").await;
+                    return None;
+                }
+                changed = self.new_mail.changed(), if watching => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                    self.announce_new_mail();
+                    // Send what was enqueued, then keep waiting.
+                    if self.drain().await.is_err() {
+                        return None;
+                    }
+                }
+                r = tokio::time::timeout(timeout, self.conn.read(buf)) => {
+                    return match r {
+                        Ok(Ok(0)) | Ok(Err(_)) => None,
+                        Ok(Ok(n)) => Some(n),
+                        Err(_) => {
+                            self.say_bye("autologout: idle for too long").await;
+                            None
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    async fn say_bye(&mut self, why: &str) {
+        if let Ok(bye) = Status::bye(None, why.to_owned()) {
+            self.server.enqueue_status(bye);
+            let _ = self.drain().await;
+        }
+    }
+
+    /// Writes every enqueued response (and nothing else).
+    async fn drain(&mut self) -> std::io::Result<()> {
+        loop {
+            match self.server.next() {
+                Err(Interrupt::Io(Io::Output(bytes))) => self.write(&bytes).await?,
+                Ok(Event::ResponseSent { .. }) => {}
+                // Nothing left to send: it wants input or has an event we handle later.
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Enqueues a response and writes it before going on, so that a long FETCH never holds
+    /// more than one message's response in memory.
+    async fn send_data(&mut self, data: Data<'static>) -> std::io::Result<()> {
+        let handle = self.server.enqueue_data(data);
+        loop {
+            match self.server.next() {
+                Err(Interrupt::Io(Io::Output(bytes))) => self.write(&bytes).await?,
+                Ok(Event::ResponseSent { handle: h, .. }) if h == handle => return Ok(()),
+                Ok(Event::ResponseSent { .. }) => {}
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    fn status(&mut self, status: Status<'static>) -> ResponseHandle {
+        self.server.enqueue_status(status)
+    }
+
+    fn on_protocol_error(&mut self, e: ServerError) {
+        match e {
+            ServerError::LiteralTooLong { .. } => {
+                // imap-next has already answered.
+            }
+            ServerError::ExpectedCrlfGotLf { discarded_bytes } => {
+                let tag = leading_tag(discarded_bytes.declassify());
+                self.status(status_bad(tag, "Lines must end with CRLF"));
+            }
+            ServerError::MalformedMessage { discarded_bytes } => {
+                let tag = leading_tag(discarded_bytes.declassify());
+                self.status(status_bad(tag, "Unknown command or bad syntax"));
+            }
+            ServerError::CommandTooLong { discarded_bytes } => {
+                let tag = leading_tag(discarded_bytes.declassify());
+                self.status(status_bad(tag, "Command line too long"));
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: Event) -> Flow {
+        match event {
+            Event::GreetingSent { .. } => Flow::Continue,
+            Event::ResponseSent { handle, .. } => {
+                if self.logout == Some(handle) {
+                    return Flow::Stop;
+                }
+                if self.starttls == Some(handle) {
+                    self.starttls = None;
+                    if !self.upgrade().await {
+                        return Flow::Stop;
+                    }
+                    // A fresh protocol state: plaintext pipelined after STARTTLS is dropped
+                    // with the old one, and no second greeting is sent.
+                    self.server = Server::new(Self::options(), self.greeting());
+                    loop {
+                        match self.server.next() {
+                            Ok(Event::GreetingSent { .. }) => break,
+                            Err(Interrupt::Io(Io::Output(_))) => {}
+                            _ => break,
+                        }
+                    }
+                }
+                Flow::Continue
+            }
+            Event::CommandReceived { command } => {
+                self.on_command(command).await;
+                Flow::Continue
+            }
+            Event::CommandAuthenticateReceived {
+                command_authenticate,
+            } => {
+                let tag = command_authenticate.tag;
+                if !matches!(self.state, State::NotAuthenticated) {
+                    let _ = self
+                        .server
+                        .authenticate_finish(status_bad(Some(tag), "Already authenticated"));
+                    return Flow::Continue;
+                }
+                if !self.login_allowed() {
+                    let _ = self.server.authenticate_finish(status_no(
+                        tag,
+                        None,
+                        "Plain-text authentication needs TLS: use STARTTLS first",
+                    ));
+                    return Flow::Continue;
+                }
+                if command_authenticate.mechanism != AuthMechanism::Plain {
+                    let _ = self.server.authenticate_finish(status_no(
+                        tag,
+                        None,
+                        "Unsupported authentication mechanism",
+                    ));
+                    return Flow::Continue;
+                }
+                match command_authenticate.initial_response {
+                    Some(response) => {
+                        let data = response.declassify().to_vec();
+                        self.finish_plain(tag, &data).await;
+                    }
+                    None => {
+                        self.authenticate = Some(tag);
+                        let ccr = CommandContinuationRequest::base64(b"".as_slice());
+                        let _ = self.server.authenticate_continue(ccr);
+                    }
+                }
+                Flow::Continue
+            }
+            Event::AuthenticateDataReceived { authenticate_data } => {
+                let Some(tag) = self.authenticate.take() else {
+                    return Flow::Continue;
+                };
+                match authenticate_data {
+                    AuthenticateData::Continue(data) => {
+                        let data = data.declassify().to_vec();
+                        self.finish_plain(tag, &data).await;
+                    }
+                    AuthenticateData::Cancel => {
+                        let _ = self
+                            .server
+                            .authenticate_finish(status_bad(Some(tag), "Authentication cancelled"));
+                    }
+                }
+                Flow::Continue
+            }
+            Event::IdleCommandReceived { tag } => {
+                if matches!(self.state, State::NotAuthenticated) {
+                    let _ = self
+                        .server
+                        .idle_reject(status_bad(Some(tag), "Log in first"));
+                } else {
+                    self.new_mail.mark_unchanged();
+                    self.idle = Some(tag);
+                    if let Ok(ccr) = CommandContinuationRequest::basic(None, "idling") {
+                        let _ = self.server.idle_accept(ccr);
+                    }
+                    // Mail that arrived before IDLE started.
+                    self.announce_new_mail();
+                }
+                Flow::Continue
+            }
+            Event::IdleDoneReceived => {
+                if let Some(tag) = self.idle.take() {
+                    self.status(status_ok(tag, None, "IDLE terminated"));
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn upgrade(&mut self) -> bool {
+        let Some(config) = self.ctx.tls.clone() else {
+            return false;
+        };
+        match tokio::time::timeout(Duration::from_secs(60), self.conn.upgrade(config)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "TLS handshake failed");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// SASL PLAIN: authzid NUL authcid NUL password.
+    async fn finish_plain(&mut self, tag: Tag<'static>, data: &[u8]) {
+        let mut parts = data.splitn(3, |b| *b == 0);
+        let (Some(authz), Some(user), Some(pass)) = (parts.next(), parts.next(), parts.next())
+        else {
+            let _ = self
+                .server
+                .authenticate_finish(status_bad(Some(tag), "Invalid PLAIN response"));
+            return;
+        };
+        let user = String::from_utf8_lossy(user).into_owned();
+        let pass = String::from_utf8_lossy(pass).into_owned();
+        let ok =
+            (authz.is_empty() || authz == user.as_bytes()) && self.check_login(&user, &pass).await;
+        let status = if ok {
+            self.state = State::Authenticated { user };
+            status_ok(tag, None, "Logged in")
+        } else {
+            status_no(tag, None, "Authentication failed")
+        };
+        let _ = self.server.authenticate_finish(status);
+    }
+
+    /// Checks a name and password off the async runtime; delays failures.
+    async fn check_login(&mut self, user: &str, pass: &str) -> bool {
+        let ip = self.peer.ip();
+        if self.ctx.throttle.blocked(ip) {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            return false;
+        }
+        let archive = Arc::clone(&self.ctx.archive);
+        let (u, p) = (user.to_owned(), pass.to_owned());
+        let account = tokio::task::spawn_blocking(move || {
+            [Role::Admin, Role::Auditor]
+                .into_iter()
+                .find_map(|role| auth::authenticate(&archive, &u, &p, role))
+        })
+        .await
+        .ok()
+        .flatten();
+        if account.is_some() {
+            self.ctx.throttle.succeeded(ip);
+            tracing::info!(account = %user, "IMAP login");
+            true
+        } else {
+            let delay = self.ctx.throttle.delay(ip);
+            self.ctx.throttle.failed(ip);
+            tracing::info!(account = %user, "IMAP login failed");
+            tokio::time::sleep(delay).await;
+            false
+        }
+    }
+
+    fn user(&self) -> Option<&str> {
+        match &self.state {
+            State::NotAuthenticated => None,
+            State::Authenticated { user } | State::Selected { user, .. } => Some(user),
+        }
+    }
+
+    /// New messages in the selected folder: appended to its UID list and announced.
+    fn announce_new_mail(&mut self) {
+        let State::Selected { folder, .. } = &mut self.state else {
+            return;
+        };
+        let Ok(uids) = self.ctx.archive.folder_uids(folder.query) else {
+            return;
+        };
+        let max = folder.uids.last().copied().unwrap_or(0);
+        let before = folder.uids.len();
+        folder.uids.extend(uids.into_iter().filter(|u| *u > max));
+        if folder.uids.len() != before {
+            let n = u32::try_from(folder.uids.len()).unwrap_or(u32::MAX);
+            self.server.enqueue_data(Data::Exists(n));
+        }
+    }
+
+    async fn on_command(&mut self, command: Command<'static>) {
+        let tag = command.tag;
+        let authenticated = !matches!(self.state, State::NotAuthenticated);
+        let selected = matches!(self.state, State::Selected { .. });
+        match command.body {
+            CommandBody::Capability => {
+                if let Ok(caps) = Vec1::try_from(self.capabilities()) {
+                    let _ = self.send_data(Data::Capability(caps)).await;
+                }
+                self.status(status_ok(tag, None, "CAPABILITY completed"));
+            }
+            CommandBody::Noop | CommandBody::Check => {
+                self.announce_new_mail();
+                self.status(status_ok(tag, None, "OK"));
+            }
+            CommandBody::Logout => {
+                self.say_bye("logging out").await;
+                self.logout = Some(self.status(status_ok(tag, None, "LOGOUT completed")));
+            }
+            CommandBody::Id { .. } => {
+                let params = vec![
+                    (IString::try_from("name").ok(), "mailjournal"),
+                    (IString::try_from("version").ok(), env!("CARGO_PKG_VERSION")),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    Some((k?, imap_next::imap_types::core::NString::try_from(v).ok()?))
+                })
+                .collect();
+                let _ = self
+                    .send_data(Data::Id {
+                        parameters: Some(params),
+                    })
+                    .await;
+                self.status(status_ok(tag, None, "ID completed"));
+            }
+            CommandBody::StartTLS => {
+                if self.conn.is_tls() || authenticated {
+                    self.status(status_bad(Some(tag), "STARTTLS is not possible now"));
+                } else if self.ctx.tls.is_none() {
+                    self.status(status_no(tag, None, "TLS is not available"));
+                } else {
+                    self.starttls =
+                        Some(self.status(status_ok(tag, None, "Begin TLS negotiation now")));
+                }
+            }
+            CommandBody::Login { username, password } => {
+                if authenticated {
+                    self.status(status_bad(Some(tag), "Already authenticated"));
+                } else if !self.login_allowed() {
+                    self.status(status_no(
+                        tag,
+                        None,
+                        "LOGIN is disabled without TLS: use STARTTLS first",
+                    ));
+                } else {
+                    let user = String::from_utf8_lossy(username.as_ref()).into_owned();
+                    let pass = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
+                    if self.check_login(&user, &pass).await {
+                        self.state = State::Authenticated { user };
+                        let code = Code::capability(self.capabilities()).ok();
+                        self.status(status_ok(tag, code, "Logged in"));
+                    } else {
+                        self.status(status_no(tag, None, "Authentication failed"));
+                    }
+                }
+            }
+            _ if !authenticated => {
+                self.status(status_bad(Some(tag), "Log in first"));
+            }
+            CommandBody::Namespace => {
+                let personal = vec![Namespace::new(
+                    IString::try_from("").unwrap_or_else(|_| unreachable_istring()),
+                    imap_next::imap_types::core::QuotedChar::try_from(mailbox::DELIMITER).ok(),
+                )];
+                let _ = self
+                    .send_data(Data::Namespace {
+                        personal,
+                        other: Vec::new(),
+                        shared: Vec::new(),
+                    })
+                    .await;
+                self.status(status_ok(tag, None, "NAMESPACE completed"));
+            }
+            CommandBody::Enable { .. } => {
+                let _ = self
+                    .send_data(Data::Enabled {
+                        capabilities: Vec::new(),
+                    })
+                    .await;
+                self.status(status_ok(tag, None, "ENABLE completed"));
+            }
+            CommandBody::List {
+                reference,
+                mailbox_wildcard,
+            }
+            | CommandBody::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => {
+                let reference = mailbox_name(&reference);
+                let pattern = list_pattern(&mailbox_wildcard);
+                self.list(tag, &reference, &pattern).await;
+            }
+            CommandBody::Status {
+                mailbox,
+                item_names,
+            } => {
+                self.handle_status(tag, &mailbox_name(&mailbox), &item_names)
+                    .await
+            }
+            CommandBody::Select { mailbox, .. } => {
+                self.select(tag, &mailbox_name(&mailbox), false).await
+            }
+            CommandBody::Examine { mailbox, .. } => {
+                self.select(tag, &mailbox_name(&mailbox), true).await
+            }
+            CommandBody::Subscribe { .. } | CommandBody::Unsubscribe { .. } => {
+                // Every folder is always subscribed; nothing to remember.
+                self.status(status_ok(tag, None, "OK"));
+            }
+            CommandBody::Create { .. } => {
+                self.status(cannot(tag, "CREATE"));
+            }
+            CommandBody::Delete { .. } => {
+                self.status(cannot(tag, "DELETE"));
+            }
+            CommandBody::Rename { .. } => {
+                self.status(cannot(tag, "RENAME"));
+            }
+            CommandBody::Append { .. } => {
+                self.status(cannot(tag, "APPEND"));
+            }
+            _ if !selected => {
+                self.status(status_bad(Some(tag), "Select a folder first"));
+            }
+            CommandBody::Close | CommandBody::Unselect => {
+                if let State::Selected { user, .. } =
+                    std::mem::replace(&mut self.state, State::NotAuthenticated)
+                {
+                    self.state = State::Authenticated { user };
+                }
+                self.status(status_ok(
+                    tag,
+                    None,
+                    "Closed (nothing is expunged from the archive)",
+                ));
+            }
+            CommandBody::Expunge | CommandBody::ExpungeUid { .. } => {
+                self.status(cannot(tag, "EXPUNGE"));
+            }
+            CommandBody::Copy { .. } => {
+                self.status(cannot(tag, "COPY"));
+            }
+            CommandBody::Move { .. } => {
+                self.status(cannot(tag, "MOVE"));
+            }
+            CommandBody::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+                ..
+            } => {
+                self.handle_fetch(tag, &sequence_set, macro_or_item_names, uid)
+                    .await
+            }
+            CommandBody::Search { criteria, uid, .. } => {
+                self.handle_search(tag, criteria.as_ref(), uid).await
+            }
+            CommandBody::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+                ..
+            } => {
+                self.handle_store(tag, &sequence_set, kind, response, &flags, uid)
+                    .await
+            }
+            _ => {
+                self.status(status_bad(Some(tag), "Command not supported"));
+            }
+        }
+    }
+
+    fn months(&self) -> Vec<(i32, u8)> {
+        self.ctx.archive.months().unwrap_or_default()
+    }
+
+    async fn list(&mut self, tag: Tag<'static>, reference: &str, pattern: &str) {
+        if pattern.is_empty() {
+            // The hierarchy delimiter and root.
+            let data = Data::List {
+                items: vec![FlagNameAttribute::Noselect],
+                delimiter: imap_next::imap_types::core::QuotedChar::try_from(mailbox::DELIMITER)
+                    .ok(),
+                mailbox: to_mailbox("").unwrap_or(Mailbox::Inbox),
+            };
+            let _ = self.send_data(data).await;
+            self.status(status_ok(tag, None, "LIST completed"));
+            return;
+        }
+        let full = format!("{reference}{pattern}");
+        for folder in mailbox::folders(&self.months(), true) {
+            if !mailbox::matches(&full, &folder.name) {
+                continue;
+            }
+            let Some(mailbox) = to_mailbox(&folder.name) else {
+                continue;
+            };
+            let mut items = Vec::new();
+            if folder.query.is_none() {
+                items.push(FlagNameAttribute::Noselect);
+            }
+            let child = if folder.has_children {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            };
+            items.extend(attribute(child));
+            if let Some(special) = folder.special_use {
+                items.extend(attribute(special));
+            }
+            let data = Data::List {
+                items,
+                delimiter: imap_next::imap_types::core::QuotedChar::try_from(mailbox::DELIMITER)
+                    .ok(),
+                mailbox,
+            };
+            if self.send_data(data).await.is_err() {
+                return;
+            }
+        }
+        self.status(status_ok(tag, None, "LIST completed"));
+    }
+
+    async fn handle_status(&mut self, tag: Tag<'static>, name: &str, items: &[StatusDataItemName]) {
+        let Some(folder) = mailbox::find(name, &self.months(), true) else {
+            self.status(status_no(tag, None, "No such folder"));
+            return;
+        };
+        let Some(query) = folder.query else {
+            self.status(status_no(tag, None, "That folder only holds other folders"));
+            return;
+        };
+        let user = self.user().unwrap_or_default().to_owned();
+        let (uids, flags, next) = match (
+            self.ctx.archive.folder_uids(query),
+            self.ctx.archive.account_flags(&user),
+            self.ctx.archive.next_uid(),
+        ) {
+            (Ok(u), Ok(f), Ok(n)) => (u, f, n),
+            _ => {
+                self.status(status_no(tag, None, "The archive cannot be read right now"));
+                return;
+            }
+        };
+        let count = u32::try_from(uids.len()).unwrap_or(u32::MAX);
+        let unseen = uids
+            .iter()
+            .filter(|u| flags.get(u).is_none_or(|b| b & FLAG_SEEN == 0))
+            .count();
+        let mut out = Vec::new();
+        for item in items {
+            out.push(match item {
+                StatusDataItemName::Messages => StatusDataItem::Messages(count),
+                StatusDataItemName::Recent => StatusDataItem::Recent(0),
+                StatusDataItemName::UidNext => StatusDataItem::UidNext(nz(next)),
+                StatusDataItemName::UidValidity => {
+                    StatusDataItem::UidValidity(nz(self.ctx.archive.uidvalidity()))
+                }
+                StatusDataItemName::Unseen => {
+                    StatusDataItem::Unseen(u32::try_from(unseen).unwrap_or(u32::MAX))
+                }
+                StatusDataItemName::Deleted => StatusDataItem::Deleted(0),
+                _ => continue,
+            });
+        }
+        if let Some(mailbox) = to_mailbox(&folder.name) {
+            let _ = self
+                .send_data(Data::Status {
+                    mailbox,
+                    items: out.into(),
+                })
+                .await;
+        }
+        self.status(status_ok(tag, None, "STATUS completed"));
+    }
+
+    async fn select(&mut self, tag: Tag<'static>, name: &str, read_only: bool) {
+        let user = self.user().unwrap_or_default().to_owned();
+        // Selecting closes any selected folder first, even if the new one fails.
+        self.state = State::Authenticated { user: user.clone() };
+        let Some(folder) = mailbox::find(name, &self.months(), true) else {
+            self.status(status_no(tag, None, "No such folder"));
+            return;
+        };
+        let Some(query) = folder.query else {
+            self.status(status_no(tag, None, "That folder only holds other folders"));
+            return;
+        };
+        let (uids, flags, next) = match (
+            self.ctx.archive.folder_uids(query),
+            self.ctx.archive.account_flags(&user),
+            self.ctx.archive.next_uid(),
+        ) {
+            (Ok(u), Ok(f), Ok(n)) => (u, f, n),
+            _ => {
+                self.status(status_no(tag, None, "The archive cannot be read right now"));
+                return;
+            }
+        };
+        let exists = u32::try_from(uids.len()).unwrap_or(u32::MAX);
+        let _ = self
+            .send_data(Data::Flags(vec![Flag::Seen, Flag::Flagged]))
+            .await;
+        let _ = self.send_data(Data::Exists(exists)).await;
+        let _ = self.send_data(Data::Recent(0)).await;
+        let untagged = |code: Code<'static>, t: &str| {
+            Status::ok(None, Some(code), t.to_owned()).unwrap_or_else(|_| fallback_status())
+        };
+        if let Some(first_unseen) = uids
+            .iter()
+            .position(|u| flags.get(u).is_none_or(|b| b & FLAG_SEEN == 0))
+        {
+            let seq = u32::try_from(first_unseen + 1).unwrap_or(u32::MAX);
+            self.status(untagged(Code::Unseen(nz(seq)), "First unseen"));
+        }
+        self.status(untagged(
+            Code::UidValidity(nz(self.ctx.archive.uidvalidity())),
+            "UIDs valid forever",
+        ));
+        self.status(untagged(Code::UidNext(nz(next)), "Predicted next UID"));
+        let permanent = if read_only {
+            Vec::new()
+        } else {
+            vec![FlagPerm::Flag(Flag::Seen), FlagPerm::Flag(Flag::Flagged)]
+        };
+        self.status(untagged(Code::PermanentFlags(permanent), "Flags permitted"));
+        self.new_mail.mark_unchanged();
+        tracing::debug!(folder = %folder.name, exists, "selected");
+        self.state = State::Selected {
+            user,
+            folder: Selected {
+                query,
+                uids,
+                read_only,
+                flags,
+            },
+        };
+        let (code, verb) = if read_only {
+            (Code::ReadOnly, "EXAMINE")
+        } else {
+            (Code::ReadWrite, "SELECT")
+        };
+        self.status(status_ok(tag, Some(code), &format!("{verb} completed")));
+    }
+
+    async fn handle_fetch(
+        &mut self,
+        tag: Tag<'static>,
+        set: &SequenceSet,
+        names: MacroOrMessageDataItemNames<'static>,
+        by_uid: bool,
+    ) {
+        let mut items: Vec<MessageDataItemName<'static>> = match names {
+            MacroOrMessageDataItemNames::Macro(m) => {
+                m.expand().into_iter().map(|i| i.into_static()).collect()
+            }
+            MacroOrMessageDataItemNames::MessageDataItemNames(v) => v,
+        };
+        if by_uid && !items.contains(&MessageDataItemName::Uid) {
+            items.insert(0, MessageDataItemName::Uid);
+        }
+        let State::Selected { folder, user } = &mut self.state else {
+            return;
+        };
+        let user = user.clone();
+        let positions = search::resolve(set, &folder.uids, by_uid);
+        let cheap = items
+            .iter()
+            .all(|i| matches!(i, MessageDataItemName::Uid | MessageDataItemName::Flags));
+        let needs_raw = fetch::needs_raw(&items);
+        let marks_seen = fetch::sets_seen(&items) && !folder.read_only;
+        let mut seen_now = Vec::new();
+        let archive = Arc::clone(&self.ctx.archive);
+        // Work on a snapshot so `self` is free for sending.
+        let uids: Vec<(usize, u32)> = positions
+            .iter()
+            .filter_map(|&i| folder.uids.get(i).map(|u| (i, *u)))
+            .collect();
+        for (i, uid) in uids {
+            let seq = nz(u32::try_from(i + 1).unwrap_or(u32::MAX));
+            let State::Selected { folder, .. } = &mut self.state else {
+                return;
+            };
+            let mut bits = folder.flags.get(&uid).copied().unwrap_or(0);
+            if marks_seen && bits & FLAG_SEEN == 0 {
+                bits |= FLAG_SEEN;
+                folder.flags.insert(uid, bits);
+                seen_now.push((uid, bits));
+            }
+            let out: Vec<MessageDataItem<'static>> = if cheap {
+                items
+                    .iter()
+                    .map(|i| match i {
+                        MessageDataItemName::Uid => MessageDataItem::Uid(nz(uid)),
+                        _ => MessageDataItem::Flags(flag_fetch(bits)),
+                    })
+                    .collect()
+            } else {
+                let record = match archive.get(uid) {
+                    Ok(Some(r)) => r,
+                    _ => continue,
+                };
+                let raw = if needs_raw {
+                    match archive.raw(&record) {
+                        Ok(raw) => Some(raw),
+                        Err(e) => {
+                            tracing::error!(uid, error = %e, "cannot read a message for FETCH");
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let src = fetch::FetchSource {
+                    uid,
+                    record: &record,
+                    raw: raw.as_deref(),
+                    flags: flag_fetch(bits),
+                };
+                match fetch::fetch_items(&items, &src) {
+                    Ok(out) => out,
+                    Err(e) => {
+                        tracing::error!(uid, error = %e, "FETCH failed");
+                        continue;
+                    }
+                }
+            };
+            let Ok(items_out) = Vec1::try_from(out) else {
+                continue;
+            };
+            if self
+                .send_data(Data::Fetch {
+                    seq,
+                    items: items_out,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if let Err(e) = self.ctx.archive.set_account_flags(&user, &seen_now) {
+            tracing::error!(error = %e, "cannot store \\Seen flags");
+        }
+        self.status(status_ok(tag, None, "FETCH completed"));
+    }
+
+    async fn handle_search(
+        &mut self,
+        tag: Tag<'static>,
+        criteria: &[SearchKey<'static>],
+        by_uid: bool,
+    ) {
+        let State::Selected { folder, .. } = &self.state else {
+            return;
+        };
+        let key = match criteria {
+            [one] => one.clone(),
+            many => match Vec1::try_from(many.to_vec()) {
+                Ok(all) => SearchKey::And(all),
+                Err(_) => SearchKey::All,
+            },
+        };
+        let needs_raw = search::needs_raw(&key);
+        let dims = search::Folder {
+            exists: u32::try_from(folder.uids.len()).unwrap_or(u32::MAX),
+            max_uid: folder.uids.last().copied().unwrap_or(0),
+        };
+        let mut hits = Vec::new();
+        for (i, &uid) in folder.uids.iter().enumerate() {
+            let Ok(Some(record)) = self.ctx.archive.get(uid) else {
+                continue;
+            };
+            let raw = if needs_raw {
+                self.ctx.archive.raw(&record).ok()
+            } else {
+                None
+            };
+            let bits = folder.flags.get(&uid).copied().unwrap_or(0);
+            let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            let src = search::SearchSource {
+                seq,
+                uid,
+                record: &record,
+                raw: raw.as_deref(),
+                seen: bits & FLAG_SEEN != 0,
+                flagged: bits & FLAG_FLAGGED != 0,
+            };
+            if search::matches(&key, &src, dims) {
+                hits.push(nz(if by_uid { uid } else { seq }));
+            }
+        }
+        let _ = self.send_data(Data::Search(hits)).await;
+        self.status(status_ok(tag, None, "SEARCH completed"));
+    }
+
+    async fn handle_store(
+        &mut self,
+        tag: Tag<'static>,
+        set: &SequenceSet,
+        kind: StoreType,
+        response: StoreResponse,
+        flags: &[Flag<'static>],
+        by_uid: bool,
+    ) {
+        let State::Selected { folder, user } = &mut self.state else {
+            return;
+        };
+        if folder.read_only {
+            self.status(status_no(
+                tag,
+                None,
+                "The folder is open read-only (EXAMINE)",
+            ));
+            return;
+        }
+        let mut bits = 0u8;
+        for flag in flags {
+            match flag {
+                Flag::Seen => bits |= FLAG_SEEN,
+                Flag::Flagged => bits |= FLAG_FLAGGED,
+                _ => {
+                    self.status(cannot(
+                        tag,
+                        "STORE of flags other than \\Seen and \\Flagged",
+                    ));
+                    return;
+                }
+            }
+        }
+        let user = user.clone();
+        let mut changes = Vec::new();
+        let mut responses = Vec::new();
+        for i in search::resolve(set, &folder.uids, by_uid) {
+            let Some(&uid) = folder.uids.get(i) else {
+                continue;
+            };
+            let old = folder.flags.get(&uid).copied().unwrap_or(0);
+            let new = match kind {
+                StoreType::Replace => bits,
+                StoreType::Add => old | bits,
+                StoreType::Remove => old & !bits,
+            };
+            if new != old {
+                changes.push((uid, new));
+                if new == 0 {
+                    folder.flags.remove(&uid);
+                } else {
+                    folder.flags.insert(uid, new);
+                }
+            }
+            if response == StoreResponse::Answer {
+                let mut items = vec![MessageDataItem::Flags(flag_fetch(new))];
+                if by_uid {
+                    items.insert(0, MessageDataItem::Uid(nz(uid)));
+                }
+                if let Ok(items) = Vec1::try_from(items) {
+                    let seq = nz(u32::try_from(i + 1).unwrap_or(u32::MAX));
+                    responses.push(Data::Fetch { seq, items });
+                }
+            }
+        }
+        if let Err(e) = self.ctx.archive.set_account_flags(&user, &changes) {
+            tracing::error!(error = %e, "cannot store flags");
+            self.status(status_no(tag, None, "The flags cannot be stored right now"));
+            return;
+        }
+        for data in responses {
+            if self.send_data(data).await.is_err() {
+                return;
+            }
+        }
+        self.status(status_ok(tag, None, "STORE completed"));
+    }
+}
+
+fn attribute(name: &str) -> Option<FlagNameAttribute<'static>> {
+    imap_next::imap_types::core::Atom::try_from(name.trim_start_matches('\\').to_owned())
+        .ok()
+        .map(FlagNameAttribute::from)
+}
+
+fn unreachable_greeting() -> Greeting<'static> {
+    Greeting {
+        kind: imap_next::imap_types::response::GreetingKind::Ok,
+        code: None,
+        text: Text::unvalidated("ready"),
+    }
+}
+
+fn unreachable_istring() -> IString<'static> {
+    IString::Quoted(imap_next::imap_types::core::Quoted::unvalidated(""))
+}

@@ -1,0 +1,292 @@
+//! The IMAP view: async-imap (and Python's imaplib) against the listeners, transcripts of
+//! RFC 3501's examples that apply to a read-only server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use lettre::address::Envelope as LettreEnvelope;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use mailjournal::archive::{Account, Role};
+use mailjournal::auth::hash_password;
+use mailjournal::clock::SystemClock;
+use mailjournal::server::Server;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::support::server_settings;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A server with an auditor account `auditor`, and the messages sent to it over SMTP.
+pub async fn server_with(messages: &[&[u8]]) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&server_settings(dir.path()), Arc::new(SystemClock))
+        .await
+        .expect("server starts");
+    let archive = server.archive().expect("archive");
+    archive
+        .put_account(&Account {
+            name: "auditor".into(),
+            password_hash: hash_password(PASSWORD).expect("hash"),
+            roles: vec![Role::Auditor],
+            created: 0,
+        })
+        .expect("account");
+    let smtp = server.smtp_addr.expect("smtp");
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(smtp.port())
+        .build();
+    let envelope = LettreEnvelope::new(
+        Some("marta@fabrikam.com".parse().expect("address")),
+        vec!["journal@contoso.com".parse().expect("address")],
+    )
+    .expect("envelope");
+    for m in messages {
+        // lettre adds the final CRLF itself.
+        let body = m.strip_suffix(b"\r\n").unwrap_or(m);
+        transport.send_raw(&envelope, body).await.expect("sent");
+    }
+    (dir, server)
+}
+
+pub async fn login(server: &Server) -> async_imap::Session<TcpStream> {
+    let stream = TcpStream::connect(server.imap_addr.expect("imap"))
+        .await
+        .expect("connect");
+    let mut client = async_imap::Client::new(stream);
+    client
+        .read_response()
+        .await
+        .expect("greeting")
+        .expect("greeting");
+    client
+        .login("auditor", PASSWORD)
+        .await
+        .map_err(|(e, _)| e)
+        .expect("login")
+}
+
+const PLAIN: &[u8] = b"From: Marta <marta@fabrikam.com>\r\n\
+To: alice@contoso.com\r\n\
+Subject: Quote\r\n\
+Date: Fri, 20 Nov 2026 10:00:00 +0000\r\n\
+Message-ID: <imap-1@fabrikam.com>\r\n\
+\r\n\
+Hello Alice.\r\n";
+
+const OUTBOUND: &[u8] = b"From: alice@contoso.com\r\n\
+To: marta@fabrikam.com\r\n\
+Subject: Re: Quote\r\n\
+Date: Sat, 21 Nov 2026 09:00:00 +0000\r\n\
+Message-ID: <imap-2@contoso.com>\r\n\
+\r\n\
+Here it is.\r\n";
+
+#[tokio::test]
+async fn folders_uids_flags_and_idle() {
+    let (_dir, server) = server_with(&[PLAIN, OUTBOUND]).await;
+    let mut s = login(&server).await;
+
+    let names: Vec<String> = s
+        .list(Some(""), Some("*"))
+        .await
+        .expect("list")
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("names")
+        .iter()
+        .map(|n| n.name().to_owned())
+        .collect();
+    for want in [
+        "INBOX",
+        "Inbound",
+        "Outbound",
+        "Internal",
+        "By month/2026/11",
+    ] {
+        assert!(
+            names.contains(&want.to_owned()),
+            "{want} missing: {names:?}"
+        );
+    }
+
+    let inbox = s.select("INBOX").await.expect("select");
+    assert_eq!(inbox.exists, 2);
+    assert_eq!(inbox.uid_next, Some(3));
+    let uidvalidity = inbox.uid_validity.expect("uidvalidity");
+    let outbound = s.examine("Outbound").await.expect("examine");
+    assert_eq!(outbound.exists, 1);
+    assert_eq!(
+        outbound.uid_validity,
+        Some(uidvalidity),
+        "one UIDVALIDITY everywhere"
+    );
+    let fetched: Vec<_> = s
+        .uid_fetch("1:4294967295", "(UID FLAGS)")
+        .await
+        .expect("fetch")
+        .try_collect()
+        .await
+        .expect("items");
+    assert_eq!(fetched.len(), 1);
+    assert_eq!(fetched[0].uid, Some(2), "the same UID in every folder");
+    assert_eq!(fetched[0].message, 1, "sequence numbers are per folder");
+
+    s.select("Inbound").await.expect("select");
+    let stored: Vec<_> = s
+        .store("1", "+FLAGS (\\Seen \\Flagged)")
+        .await
+        .expect("store")
+        .try_collect()
+        .await
+        .expect("items");
+    assert_eq!(stored.len(), 1);
+    let status = s
+        .status("Inbound", "(MESSAGES UNSEEN UIDNEXT)")
+        .await
+        .expect("status");
+    assert_eq!((status.exists, status.unseen), (1, Some(0)));
+    let e = s
+        .run_command_and_check_ok("STORE 1 +FLAGS (\\Deleted)")
+        .await
+        .expect_err("the archive is read-only");
+    assert!(format!("{e:?}").contains("CANNOT"), "{e:?}");
+
+    // IDLE: a message arriving over SMTP shows up as EXISTS within a second.
+    s.select("INBOX").await.expect("select");
+    let mut idle = s.idle();
+    idle.init().await.expect("idle");
+    let smtp = server.smtp_addr.expect("smtp");
+    let sender = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(smtp.port())
+            .build();
+        let envelope = LettreEnvelope::new(
+            Some("kim@fabrikam.com".parse().expect("address")),
+            vec!["journal@contoso.com".parse().expect("address")],
+        )
+        .expect("envelope");
+        transport
+            .send_raw(
+                &envelope,
+                b"From: kim@fabrikam.com\r\nTo: bob@contoso.com\r\nSubject: new\r\n\r\nx",
+            )
+            .await
+            .expect("sent");
+        std::time::Instant::now()
+    });
+    let (wait, _stop) = idle.wait_with_timeout(Duration::from_secs(10));
+    let reason = wait.await.expect("idle wait");
+    let arrived = std::time::Instant::now();
+    let sent = sender.await.expect("sender");
+    assert!(
+        matches!(
+            reason,
+            async_imap::extensions::idle::IdleResponse::NewData(_)
+        ),
+        "{reason:?}"
+    );
+    assert!(arrived.duration_since(sent) < Duration::from_secs(1));
+    let mut s = idle.done().await.expect("done");
+    let inbox = s.select("INBOX").await.expect("select");
+    assert_eq!(inbox.exists, 3);
+    s.logout().await.expect("logout");
+    server.stop().await;
+}
+
+/// A raw client for transcripts.
+struct Raw {
+    reader: BufReader<tokio::io::ReadHalf<TcpStream>>,
+    writer: tokio::io::WriteHalf<TcpStream>,
+}
+
+impl Raw {
+    async fn connect(server: &Server) -> Self {
+        let stream = TcpStream::connect(server.imap_addr.expect("imap"))
+            .await
+            .expect("connect");
+        let (r, w) = tokio::io::split(stream);
+        let mut raw = Self {
+            reader: BufReader::new(r),
+            writer: w,
+        };
+        raw.expect("* OK").await;
+        raw
+    }
+
+    async fn line(&mut self) -> String {
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
+            .await
+            .expect("a reply in time")
+            .expect("read");
+        line
+    }
+
+    async fn expect(&mut self, prefix: &str) -> String {
+        let line = self.line().await;
+        assert!(line.starts_with(prefix), "want {prefix:?}, got {line:?}");
+        line
+    }
+
+    /// Plays `C:`/`S:` lines; `S:` lines are prefixes of the next line.
+    async fn play(&mut self, script: &str) {
+        for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if let Some(c) = line.strip_prefix("C: ") {
+                self.writer
+                    .write_all(format!("{c}\r\n").as_bytes())
+                    .await
+                    .expect("write");
+            } else if let Some(s) = line.strip_prefix("S: ") {
+                self.expect(s).await;
+            } else {
+                panic!("bad transcript line {line:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn transcript_read_only_and_malformed_commands() {
+    let (_dir, server) = server_with(&[PLAIN]).await;
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: a001 CAPABILITY
+         S: * CAPABILITY IMAP4REV1
+         S: a001 OK
+         C: a002 SELECT INBOX
+         S: a002 BAD
+         C: a003 LOGIN auditor \"{PASSWORD}\"
+         S: a003 OK
+         C: a004 FROBNICATE
+         S: a004 BAD
+         C: a005 SELECT INBOX
+         S: * FLAGS (\\Seen \\Flagged)
+         S: * 1 EXISTS
+         S: * 0 RECENT
+         S: * OK [UNSEEN 1]
+         S: * OK [UIDVALIDITY
+         S: * OK [UIDNEXT 2]
+         S: * OK [PERMANENTFLAGS (\\Seen \\Flagged)]
+         S: a005 OK [READ-WRITE]
+         C: a006 CREATE Foo
+         S: a006 NO [CANNOT]
+         C: a007 APPEND INBOX {{3+}}
+         C: abc
+         S: a007 NO [CANNOT]
+         C: a008 COPY 1 Outbound
+         S: a008 NO [CANNOT]
+         C: a009 EXPUNGE
+         S: a009 NO [CANNOT]
+         C: a010 UID FETCH 1:4294967295 (UID FLAGS)
+         S: * 1 FETCH (UID 1 FLAGS ())
+         S: a010 OK
+         C: a011 LOGOUT
+         S: * BYE
+         S: a011 OK"
+    ))
+    .await;
+    server.stop().await;
+}
