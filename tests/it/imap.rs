@@ -290,3 +290,108 @@ async fn transcript_read_only_and_malformed_commands() {
     .await;
     server.stop().await;
 }
+
+/// A session over an in-memory stream from `peer` (to test what only a non-loopback client
+/// sees), with TLS available.
+fn duplex_session(
+    archive: &std::sync::Arc<mailjournal::archive::Archive>,
+    peer: &str,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> tokio::io::DuplexStream {
+    let settings = server_settings(std::path::Path::new("unused"));
+    let ctx = std::sync::Arc::new(mailjournal::imap::Context {
+        settings: settings.imap,
+        archive: std::sync::Arc::clone(archive),
+        tls,
+        throttle: mailjournal::auth::Throttle::new(Duration::from_secs(60), 10),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+    });
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let peer = peer.parse().expect("peer");
+    tokio::spawn(mailjournal::imap::session::Session::new(ctx, server, peer).run(false));
+    client
+}
+
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> String {
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut line))
+        .await
+        .expect("in time")
+        .expect("read");
+    line
+}
+
+#[tokio::test]
+async fn passwords_need_tls_off_loopback_and_starttls_drops_injected_plaintext() {
+    let t = crate::support::TestArchive::new();
+    t.archive()
+        .put_account(&Account {
+            name: "auditor".into(),
+            password_hash: hash_password(PASSWORD).expect("hash"),
+            roles: vec![Role::Auditor],
+            created: 0,
+        })
+        .expect("account");
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (tls, cert_pem) = crate::support::test_certificate(certs.path());
+    let loaded = mailjournal::net::tls::load(&tls, certs.path(), "localhost").expect("tls");
+    let stream = duplex_session(t.archive(), "203.0.113.9:993", Some(loaded.config));
+    let (r, mut w) = tokio::io::split(stream);
+    let mut r = BufReader::new(r);
+    let greeting = read_line(&mut r).await;
+    assert!(
+        greeting.contains("LOGINDISABLED") && greeting.contains("STARTTLS"),
+        "{greeting}"
+    );
+    assert!(!greeting.contains("AUTH=PLAIN"), "{greeting}");
+    w.write_all(format!("a1 LOGIN auditor \"{PASSWORD}\"\r\n").as_bytes())
+        .await
+        .expect("write");
+    assert!(read_line(&mut r).await.starts_with("a1 NO"));
+    w.write_all(b"a2 AUTHENTICATE PLAIN AGF1ZGl0b3IAeA==\r\n")
+        .await
+        .expect("write");
+    assert!(read_line(&mut r).await.starts_with("a2 NO"));
+    // The NOOP rides in the same packet as STARTTLS: it must never be answered.
+    w.write_all(b"a3 STARTTLS\r\na4 NOOP\r\n")
+        .await
+        .expect("write");
+    assert!(read_line(&mut r).await.starts_with("a3 OK"));
+    let stream = r.into_inner().unsplit(w);
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::pem_slice_iter(
+            cert_pem.as_bytes(),
+        )
+    {
+        roots.add(cert.expect("cert")).expect("root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(mailjournal::net::tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, stream)
+        .await
+        .expect("handshake");
+    let (r, mut w) = tokio::io::split(tls);
+    let mut r = BufReader::new(r);
+    w.write_all(b"a5 CAPABILITY\r\n").await.expect("write");
+    let caps = read_line(&mut r).await;
+    assert!(
+        caps.contains("AUTH=PLAIN") && !caps.contains("LOGINDISABLED"),
+        "{caps}"
+    );
+    assert!(!caps.contains("STARTTLS"), "{caps}");
+    assert!(
+        read_line(&mut r).await.starts_with("a5 OK"),
+        "no answer to the injected NOOP"
+    );
+    w.write_all(format!("a6 LOGIN auditor \"{PASSWORD}\"\r\n").as_bytes())
+        .await
+        .expect("write");
+    assert!(read_line(&mut r).await.starts_with("a6 OK"));
+}
