@@ -10,6 +10,7 @@ use std::time::Duration;
 use imap_next::imap_types::IntoStatic;
 use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_next::imap_types::command::{Command, CommandBody};
+use imap_next::imap_types::core::Charset;
 use imap_next::imap_types::core::{IString, Tag, Text, Vec1};
 use imap_next::imap_types::extensions::namespace::Namespace;
 use imap_next::imap_types::fetch::{
@@ -735,8 +736,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.handle_fetch(tag, &sequence_set, macro_or_item_names, uid)
                     .await
             }
-            CommandBody::Search { criteria, uid, .. } => {
-                self.handle_search(tag, criteria.as_ref(), uid).await
+            CommandBody::Search {
+                charset,
+                criteria,
+                uid,
+            } => {
+                self.handle_search(tag, charset.as_ref(), criteria.as_ref(), uid)
+                    .await
             }
             CommandBody::Store {
                 sequence_set,
@@ -1033,45 +1039,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn handle_search(
         &mut self,
         tag: Tag<'static>,
+        charset: Option<&Charset<'static>>,
         criteria: &[SearchKey<'static>],
         by_uid: bool,
     ) {
+        if let Some(charset) = charset {
+            let name = charset.as_ref().to_ascii_uppercase();
+            if name != "UTF-8" && name != "US-ASCII" {
+                let code = Code::badcharset(vec![
+                    Charset::try_from("UTF-8").unwrap_or_else(|_| unreachable_charset()),
+                    Charset::try_from("US-ASCII").unwrap_or_else(|_| unreachable_charset()),
+                ]);
+                self.status(status_no(tag, Some(code), "Unsupported charset"));
+                return;
+            }
+        }
         let State::Selected { folder, .. } = &self.state else {
             return;
         };
-        let key = match criteria {
-            [one] => one.clone(),
-            many => match Vec1::try_from(many.to_vec()) {
-                Ok(all) => SearchKey::And(all),
-                Err(_) => SearchKey::All,
-            },
-        };
-        let needs_raw = search::needs_raw(&key);
-        let dims = search::Folder {
-            exists: u32::try_from(folder.uids.len()).unwrap_or(u32::MAX),
-            max_uid: folder.uids.last().copied().unwrap_or(0),
-        };
+        let needs_raw = criteria.iter().any(search::needs_raw);
+        let dims = search::Folder::of(&folder.uids);
         let mut hits = Vec::new();
         for (i, &uid) in folder.uids.iter().enumerate() {
             let Ok(Some(record)) = self.ctx.archive.get(uid) else {
                 continue;
             };
-            let raw = if needs_raw {
-                self.ctx.archive.raw(&record).ok()
-            } else {
-                None
-            };
             let bits = folder.flags.get(&uid).copied().unwrap_or(0);
             let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
-            let src = search::SearchSource {
+            let mut src = search::SearchSource {
                 seq,
                 uid,
                 record: &record,
-                raw: raw.as_deref(),
+                raw: None,
                 seen: bits & FLAG_SEEN != 0,
                 flagged: bits & FLAG_FLAGGED != 0,
             };
-            if search::matches(&key, &src, dims) {
+            // Load the bytes only when the other keys have not decided already.
+            let raw;
+            let hit = match (needs_raw, search::decide_without_raw(criteria, &src, dims)) {
+                (_, Some(decided)) => decided,
+                (false, None) => search::matches_all(criteria, &src, dims),
+                (true, None) => {
+                    raw = self.ctx.archive.raw(&record).ok();
+                    src.raw = raw.as_deref();
+                    search::matches_all(criteria, &src, dims)
+                }
+            };
+            if hit {
                 hits.push(nz(if by_uid { uid } else { seq }));
             }
         }
@@ -1171,6 +1185,10 @@ fn unreachable_greeting() -> Greeting<'static> {
         code: None,
         text: Text::unvalidated("ready"),
     }
+}
+
+fn unreachable_charset() -> Charset<'static> {
+    Charset::Atom(imap_next::imap_types::core::Atom::unvalidated("UTF-8"))
 }
 
 fn unreachable_istring() -> IString<'static> {

@@ -395,3 +395,49 @@ async fn passwords_need_tls_off_loopback_and_starttls_drops_injected_plaintext()
         .expect("write");
     assert!(read_line(&mut r).await.starts_with("a6 OK"));
 }
+
+#[tokio::test]
+async fn search_by_address_subject_body_and_flags() {
+    let (_dir, server) = server_with(&[PLAIN, OUTBOUND]).await;
+    let mut s = login(&server).await;
+    s.select("INBOX").await.expect("select");
+    let uids = |v: std::collections::HashSet<u32>| {
+        let mut v: Vec<u32> = v.into_iter().collect();
+        v.sort_unstable();
+        v
+    };
+    let all = s.uid_search("ALL").await.expect("search");
+    assert_eq!(uids(all), [1, 2]);
+    let from = s.uid_search("FROM marta").await.expect("search");
+    assert_eq!(uids(from), [1]);
+    let subject = s.uid_search("SUBJECT \"re: quote\"").await.expect("search");
+    assert_eq!(uids(subject), [2]);
+    let body = s.uid_search("BODY \"here it IS\"").await.expect("search");
+    assert_eq!(uids(body), [2]);
+    let to = s.uid_search("TO alice@contoso.com").await.expect("search");
+    assert_eq!(uids(to), [1]);
+    s.uid_store("2", "+FLAGS (\\Flagged)")
+        .await
+        .expect("store")
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("stored");
+    let flagged = s.uid_search("FLAGGED").await.expect("search");
+    assert_eq!(uids(flagged), [2]);
+    let both = s.uid_search("OR FROM marta FLAGGED").await.expect("search");
+    assert_eq!(uids(both), [1, 2]);
+    let wide = s
+        .uid_search("UID 1:4294967295 NOT FLAGGED")
+        .await
+        .expect("search");
+    assert_eq!(uids(wide), [1]);
+    let seqs = s.search("SENTSINCE 21-Nov-2026").await.expect("search");
+    assert_eq!(uids(seqs), [2]);
+    let e = s
+        .run_command_and_check_ok("SEARCH CHARSET KOI8-R ALL")
+        .await
+        .expect_err("unsupported charset");
+    assert!(format!("{e:?}").contains("BadCharset"), "{e:?}");
+    s.logout().await.expect("logout");
+    server.stop().await;
+}
