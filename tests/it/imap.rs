@@ -441,3 +441,44 @@ async fn search_by_address_subject_body_and_flags() {
     s.logout().await.expect("logout");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn transcript_rfc3501_list_status_examples() {
+    let (_dir, server) = server_with(&[PLAIN, OUTBOUND]).await;
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: a1 LOGIN auditor \"{PASSWORD}\"
+         S: a1 OK
+         C: A101 LIST \"\" \"\"
+         S: * LIST (\\Noselect) \"/\" \"\"
+         S: A101 OK
+         C: A102 LIST \"\" %
+         S: * LIST (\\HasNoChildren) \"/\" INBOX
+         S: * LIST (\\HasNoChildren) \"/\" Inbound
+         S: * LIST (\\HasNoChildren) \"/\" Outbound
+         S: * LIST (\\HasNoChildren) \"/\" Internal
+         S: * LIST (\\HasNoChildren) \"/\" External
+         S: * LIST (\\HasNoChildren \\Junk) \"/\" Junk
+         S: * LIST (\\Noselect \\HasChildren) \"/\" \"By month\"
+         S: A102 OK
+         C: A103 LIST \"By month/\" *
+         S: * LIST (\\Noselect \\HasChildren) \"/\" \"By month/2026\"
+         S: * LIST (\\HasNoChildren) \"/\" \"By month/2026/11\"
+         S: A103 OK
+         C: A042 STATUS Inbound (UIDNEXT MESSAGES)
+         S: * STATUS Inbound (UIDNEXT 3 MESSAGES 1)
+         S: A042 OK
+         C: A043 STATUS \"By month\" (MESSAGES)
+         S: A043 NO
+         C: A044 SELECT Nonexistent
+         S: A044 NO
+         C: A045 NAMESPACE
+         S: * NAMESPACE ((\"\" \"/\")) NIL NIL
+         S: A045 OK
+         C: A046 ID NIL
+         S: * ID (\"name\" \"mailjournal\"
+         S: A046 OK"
+    ))
+    .await;
+    server.stop().await;
+}
