@@ -98,6 +98,28 @@ pub struct Meta {
     pub junk: Option<String>,
 }
 
+impl Meta {
+    /// What is known of a message before its content is read: when it arrived.
+    pub fn arrived(received_at: i64) -> Self {
+        Self {
+            received_at,
+            date: received_at,
+            direction: Direction::External,
+            from: None,
+            sender: None,
+            recipients: Recipients::new(),
+            subject: None,
+            message_id: None,
+            in_reply_to: Vec::new(),
+            references: Vec::new(),
+            thread: None,
+            attachments: 0,
+            flags: Vec::new(),
+            junk: None,
+        }
+    }
+}
+
 /// How the raw bytes are kept (zstd-compressed either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]

@@ -663,20 +663,9 @@ mod tests {
             stored_size: size / 2,
             copies: 1,
             meta: Meta {
-                received_at: t(received),
                 date: t(sent),
                 direction: Direction::Inbound,
-                from: None,
-                sender: None,
-                recipients: Recipients::new(),
-                subject: None,
-                message_id: None,
-                in_reply_to: Vec::new(),
-                references: Vec::new(),
-                thread: None,
-                attachments: 0,
-                flags: Vec::new(),
-                junk: None,
+                ..Meta::arrived(t(received))
             },
         }
     }

@@ -812,24 +812,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.status(status_ok(tag, None, "LIST completed"));
     }
 
-    async fn handle_status(&mut self, tag: Tag<'static>, name: &str, items: &[StatusDataItemName]) {
-        let Some(folder) = mailbox::find(name, &self.months(), true) else {
-            self.status(status_no(tag, None, "No such folder"));
-            return;
-        };
-        let Some(query) = folder.query else {
-            self.status(status_no(tag, None, "That folder only holds other folders"));
-            return;
-        };
-        let user = self.user().unwrap_or_default().to_owned();
-        let (uids, flags, next) = match (
-            self.ctx.archive.folder_uids(query),
-            self.ctx.archive.account_flags(&user),
-            self.ctx.archive.next_uid(),
+    /// A folder by name with its content, the account's flags and UIDNEXT; or why not.
+    #[allow(clippy::type_complexity)]
+    fn open_folder(
+        &self,
+        name: &str,
+        user: &str,
+    ) -> Result<
+        (
+            mailbox::Folder,
+            FolderQuery,
+            Vec<u32>,
+            BTreeMap<u32, u8>,
+            u32,
+        ),
+        &'static str,
+    > {
+        let folder = mailbox::find(name, &self.months(), true).ok_or("No such folder")?;
+        let query = folder.query.ok_or("That folder only holds other folders")?;
+        let archive = &self.ctx.archive;
+        match (
+            archive.folder_uids(query),
+            archive.account_flags(user),
+            archive.next_uid(),
         ) {
-            (Ok(u), Ok(f), Ok(n)) => (u, f, n),
-            _ => {
-                self.status(status_no(tag, None, "The archive cannot be read right now"));
+            (Ok(uids), Ok(flags), Ok(next)) => Ok((folder, query, uids, flags, next)),
+            _ => Err("The archive cannot be read right now"),
+        }
+    }
+
+    async fn handle_status(&mut self, tag: Tag<'static>, name: &str, items: &[StatusDataItemName]) {
+        let user = self.user().unwrap_or_default().to_owned();
+        let (folder, _, uids, flags, next) = match self.open_folder(name, &user) {
+            Ok(opened) => opened,
+            Err(why) => {
+                self.status(status_no(tag, None, why));
                 return;
             }
         };
@@ -869,22 +886,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let user = self.user().unwrap_or_default().to_owned();
         // Selecting closes any selected folder first, even if the new one fails.
         self.state = State::Authenticated { user: user.clone() };
-        let Some(folder) = mailbox::find(name, &self.months(), true) else {
-            self.status(status_no(tag, None, "No such folder"));
-            return;
-        };
-        let Some(query) = folder.query else {
-            self.status(status_no(tag, None, "That folder only holds other folders"));
-            return;
-        };
-        let (uids, flags, next) = match (
-            self.ctx.archive.folder_uids(query),
-            self.ctx.archive.account_flags(&user),
-            self.ctx.archive.next_uid(),
-        ) {
-            (Ok(u), Ok(f), Ok(n)) => (u, f, n),
-            _ => {
-                self.status(status_no(tag, None, "The archive cannot be read right now"));
+        let (folder, query, uids, flags, next) = match self.open_folder(name, &user) {
+            Ok(opened) => opened,
+            Err(why) => {
+                self.status(status_no(tag, None, why));
                 return;
             }
         };

@@ -142,22 +142,7 @@ pub fn analyze(raw: &[u8], envelope: &Envelope, policy: &Policy) -> Result<Analy
     };
 
     flags.extend(byte_flags(bytes));
-    let mut meta = Meta {
-        received_at: envelope.received_at,
-        date: envelope.received_at,
-        direction: Direction::External,
-        from: None,
-        sender: None,
-        recipients: Recipients::new(),
-        subject: None,
-        message_id: None,
-        in_reply_to: Vec::new(),
-        references: Vec::new(),
-        thread: None,
-        attachments: 0,
-        flags: Vec::new(),
-        junk: None,
-    };
+    let mut meta = Meta::arrived(envelope.received_at);
     let mut body_offset = None;
     match message {
         None => flags.push(Flag::Unparsed),
