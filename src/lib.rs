@@ -10,6 +10,7 @@ pub mod auth;
 pub mod classify;
 pub mod clock;
 pub mod config;
+pub mod directory;
 pub mod imap;
 pub mod ingest;
 pub mod net;

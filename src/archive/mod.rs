@@ -11,6 +11,7 @@ mod blobs;
 mod committer;
 pub mod folders;
 pub mod id;
+pub mod log;
 pub mod record;
 mod tables;
 pub mod users;
@@ -27,6 +28,7 @@ use serde::Serialize;
 pub use committer::{Committer, Pending};
 pub use folders::{FLAG_FLAGGED, FLAG_SEEN, FolderQuery};
 pub use id::{BlobHash, StableId};
+pub use log::{Entry, EntryFilter, ImportCounts, Opportunity};
 pub use record::{Flag, Meta, Party, Record, Storage};
 pub use users::{Account, Role};
 
@@ -108,16 +110,19 @@ pub enum Counter {
     Malformed,
     /// Messages unwrapped from journal reports.
     JournalReports,
+    /// Logged messages that match no salesperson–contact pair.
+    Unmatched,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 6] = [
+    pub const ALL: [Counter; 7] = [
         Counter::Stored,
         Counter::Duplicates,
         Counter::JunkQuarantined,
         Counter::JunkDropped,
         Counter::Malformed,
         Counter::JournalReports,
+        Counter::Unmatched,
     ];
 
     pub fn key(self) -> &'static str {
@@ -128,6 +133,7 @@ impl Counter {
             Counter::JunkDropped => "junk_dropped",
             Counter::Malformed => "malformed",
             Counter::JournalReports => "journal_reports",
+            Counter::Unmatched => "unmatched",
         }
     }
 }
@@ -204,8 +210,16 @@ impl PutOutcome {
     }
 }
 
-/// Re-derives a message's direction when a duplicate adds recipients.
-pub type Reclassify = dyn Fn(Option<&str>, &Recipients) -> Direction + Send + Sync;
+/// What the archive asks of the pipeline while it commits.
+pub trait Hooks: Send + Sync {
+    /// A message's direction, re-derived when a duplicate adds recipients.
+    fn classify(&self, sender: Option<&str>, recipients: &Recipients) -> Direction;
+    /// The (salesperson code, contact number) pairs of a message for the interaction log.
+    fn pairs(&self, sender: Option<&str>, recipients: &Recipients) -> Vec<(String, String)>;
+}
+
+/// The hooks as the commit path takes them.
+pub type Reclassify = dyn Hooks;
 
 /// Which records `list` returns.
 #[derive(Debug, Clone, Default)]
@@ -320,6 +334,14 @@ impl Archive {
         txn.open_table(USERS).db()?;
         txn.open_table(MONTHS).db()?;
         txn.open_table(USER_FLAGS).db()?;
+        txn.open_table(SALESPEOPLE).db()?;
+        txn.open_table(CONTACTS).db()?;
+        txn.open_table(ENTRIES).db()?;
+        txn.open_table(ENTRY_PAIRS).db()?;
+        txn.open_multimap_table(ENTRIES_BY_CONTACT).db()?;
+        txn.open_multimap_table(ENTRIES_BY_SALESPERSON).db()?;
+        txn.open_table(OPPORTUNITIES).db()?;
+        txn.open_multimap_table(OPPORTUNITIES_BY_CONTACT).db()?;
         txn.commit().db()?;
         let (pack, pack_len, next_uid) = {
             let txn = db.begin_read().db()?;
@@ -440,7 +462,7 @@ impl Archive {
                 let existing = w.ids.get(item.id.as_str()).db()?.map(|g| g.value());
                 let outcome = match (existing, storage) {
                     (Some(uid), _) => w.merge(uid, item, reclassify)?,
-                    (None, Some(storage)) => w.insert(item, storage)?,
+                    (None, Some(storage)) => w.insert(item, storage, reclassify)?,
                     (None, None) => {
                         return Err(Error::Corrupt {
                             uid: 0,
@@ -762,6 +784,7 @@ struct Writer<'t> {
     meta: Table<'t, &'static str, u64>,
     counters: Table<'t, &'static str, u64>,
     months: Table<'t, u32, u64>,
+    log: log::LogWriter<'t>,
 }
 
 impl<'t> Writer<'t> {
@@ -779,10 +802,16 @@ impl<'t> Writer<'t> {
             meta: txn.open_table(META).db()?,
             counters: txn.open_table(COUNTERS).db()?,
             months: txn.open_table(MONTHS).db()?,
+            log: log::LogWriter::open(txn)?,
         })
     }
 
-    fn insert(&mut self, item: NewMessage, storage: Storage) -> Result<PutOutcome, Error> {
+    fn insert(
+        &mut self,
+        item: NewMessage,
+        storage: Storage,
+        hooks: &Reclassify,
+    ) -> Result<PutOutcome, Error> {
         let uid = get_u64(&self.meta, META_NEXT_UID)?.unwrap_or(1);
         let uid = u32::try_from(uid).map_err(|_| Error::UidsExhausted)?;
         let next = uid.checked_add(1).ok_or(Error::UidsExhausted)?;
@@ -846,6 +875,14 @@ impl<'t> Writer<'t> {
         if m.flags.contains(&Flag::JournalReport) {
             bump(&mut self.counters, Counter::JournalReports.key(), 1)?;
         }
+        if m.junk.is_none() {
+            let pairs = hooks.pairs(m.sender.as_deref(), &m.recipients);
+            if pairs.is_empty() {
+                log::count_unmatched(&mut self.counters)?;
+            } else {
+                self.log.log(&mut self.meta, &record, &pairs)?;
+            }
+        }
         Ok(PutOutcome::Stored { uid, id: item.id })
     }
 
@@ -876,7 +913,8 @@ impl<'t> Writer<'t> {
             if let Some(sender) = &record.meta.sender {
                 self.addresses.insert(sender.as_str(), uid).db()?;
             }
-            let direction = reclassify(record.meta.sender.as_deref(), &record.meta.recipients);
+            let direction =
+                reclassify.classify(record.meta.sender.as_deref(), &record.meta.recipients);
             if direction != record.meta.direction {
                 if !record.is_junk() {
                     self.directions

@@ -46,3 +46,25 @@ pub const MONTHS: TableDefinition<u32, u64> = TableDefinition::new("months");
 /// (account, uid) → that account's flags on the message (bit 0 \Seen, bit 1 \Flagged).
 /// Kept apart from the records: reading mail never changes the archive.
 pub const USER_FLAGS: TableDefinition<(&str, u32), u8> = TableDefinition::new("user_flags");
+/// salesperson code → salesperson (JSON).
+pub const SALESPEOPLE: TableDefinition<&str, &[u8]> = TableDefinition::new("salespeople");
+/// contact number → contact (JSON).
+pub const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
+/// entry number → interaction log entry (JSON).
+pub const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+/// (uid, salesperson, contact) → entry number: one entry per pair and message, ever.
+pub const ENTRY_PAIRS: TableDefinition<(u32, &str, &str), u64> =
+    TableDefinition::new("entry_pairs");
+/// contact number → entry numbers.
+pub const ENTRIES_BY_CONTACT: MultimapTableDefinition<&str, u64> =
+    MultimapTableDefinition::new("entries_by_contact");
+/// salesperson code → entry numbers.
+pub const ENTRIES_BY_SALESPERSON: MultimapTableDefinition<&str, u64> =
+    MultimapTableDefinition::new("entries_by_salesperson");
+/// opportunity number → opportunity (JSON).
+pub const OPPORTUNITIES: TableDefinition<u64, &[u8]> = TableDefinition::new("opportunities");
+/// contact number → opportunity numbers.
+pub const OPPORTUNITIES_BY_CONTACT: MultimapTableDefinition<&str, u64> =
+    MultimapTableDefinition::new("opportunities_by_contact");
+pub const META_NEXT_ENTRY: &str = "next_entry";
+pub const META_NEXT_OPPORTUNITY: &str = "next_opportunity";

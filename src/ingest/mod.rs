@@ -394,6 +394,49 @@ pub enum Outcome {
 pub struct Ingestor {
     policy: Arc<Policy>,
     committer: Committer,
+    matcher: Matcher,
+}
+
+/// Finds the (salesperson code, contact number) pairs of a message.
+pub type PairFn = dyn Fn(Option<&str>, &Recipients) -> Vec<(String, String)> + Send + Sync;
+
+/// The interaction-log matcher of a running pipeline, replaceable while it runs (a directory
+/// import swaps in a new one; the next commit uses it).
+#[derive(Clone)]
+pub struct Matcher(Arc<std::sync::RwLock<Arc<PairFn>>>);
+
+impl Default for Matcher {
+    fn default() -> Self {
+        Self(Arc::new(std::sync::RwLock::new(Arc::new(|_, _| {
+            Vec::new()
+        }))))
+    }
+}
+
+impl Matcher {
+    pub fn set(&self, pairs: Arc<PairFn>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = pairs;
+    }
+
+    pub fn get(&self) -> Arc<PairFn> {
+        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// What the commit path asks of the pipeline.
+struct CommitHooks {
+    policy: Arc<Policy>,
+    matcher: Matcher,
+}
+
+impl archive::Hooks for CommitHooks {
+    fn classify(&self, sender: Option<&str>, recipients: &Recipients) -> Direction {
+        self.policy.classify(sender, recipients)
+    }
+
+    fn pairs(&self, sender: Option<&str>, recipients: &Recipients) -> Vec<(String, String)> {
+        (self.matcher.get())(sender, recipients)
+    }
 }
 
 impl Ingestor {
@@ -401,13 +444,34 @@ impl Ingestor {
         archive: Arc<Archive>,
         policy: Policy,
     ) -> Result<(Self, std::thread::JoinHandle<()>), Error> {
+        Self::start_with(archive, policy, Matcher::default())
+    }
+
+    /// Starts the pipeline with an interaction-log matcher.
+    pub fn start_with(
+        archive: Arc<Archive>,
+        policy: Policy,
+        matcher: Matcher,
+    ) -> Result<(Self, std::thread::JoinHandle<()>), Error> {
         let policy = Arc::new(policy);
-        let p = Arc::clone(&policy);
-        let (committer, handle) = Committer::start(
-            archive,
-            Box::new(move |sender, recipients| p.classify(sender, recipients)),
-        )?;
-        Ok((Self { policy, committer }, handle))
+        let hooks = CommitHooks {
+            policy: Arc::clone(&policy),
+            matcher: matcher.clone(),
+        };
+        let (committer, handle) = Committer::start(archive, Box::new(hooks))?;
+        Ok((
+            Self {
+                policy,
+                committer,
+                matcher,
+            },
+            handle,
+        ))
+    }
+
+    /// The matcher the pipeline logs entries with.
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
     }
 
     pub fn policy(&self) -> &Policy {
