@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use mailjournal::admin::{self, ListArgs, Request, Target, socket};
+use mailjournal::admin::{self, ListArgs, LogArgs, Request, Target, socket};
 use mailjournal::archive::{self, Archive, Role};
 use mailjournal::clock::SystemClock;
 use mailjournal::config::{Logging, Settings};
@@ -72,10 +72,62 @@ enum Command {
         /// on, pause (or paused), off; without it, show the current state.
         state: Option<Logging>,
     },
+    /// Salespeople and contacts.
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
+    /// Check the whole setup before going live: configuration, certificate, directory.
+    Validate,
+    /// The interaction log: one entry per salesperson–contact exchange.
+    Log(LogArgs),
+    /// Sales opportunities made from log entries.
+    Opportunity {
+        #[command(subcommand)]
+        command: OpportunityCommand,
+    },
     /// Accounts (SMTP AUTH sources, and later IMAP and HTTP readers).
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Import (add or update) salespeople and contacts from CSV files. Bad lines are
+    /// reported by file and line and not imported.
+    Import {
+        /// CSV with columns code, name, email, alt_emails.
+        #[arg(long, value_name = "FILE")]
+        salespeople: Option<PathBuf>,
+        /// CSV with columns number, name, company, emails, log_email.
+        #[arg(long, value_name = "FILE")]
+        contacts: Option<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Match every archived message against the directory again (no entry is duplicated).
+    Rematch,
+}
+
+#[derive(Subcommand)]
+enum OpportunityCommand {
+    /// Turn a log entry into an opportunity.
+    Add {
+        /// The entry's number (see `mailjournal log`).
+        entry: u64,
+        #[arg(long)]
+        description: String,
+    },
+    /// A contact's opportunities.
+    List {
+        /// The contact's number.
+        #[arg(long)]
+        contact: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -134,6 +186,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats { json } => Request::Stats { json },
         Command::Verify { repair } => Request::Verify { repair },
         Command::Logging { state } => Request::Logging { state },
+        Command::Log(args) => Request::Log(args),
+        Command::Validate => Request::Validate,
+        Command::Directory { command } => match command {
+            DirectoryCommand::Import {
+                salespeople,
+                contacts,
+                json,
+            } => {
+                let cwd = std::env::current_dir().context("the current directory")?;
+                Request::DirectoryImport {
+                    salespeople: salespeople.map(|p| cwd.join(p)),
+                    contacts: contacts.map(|p| cwd.join(p)),
+                    json,
+                }
+            }
+            DirectoryCommand::Rematch => Request::DirectoryRematch,
+        },
+        Command::Opportunity { command } => match command {
+            OpportunityCommand::Add { entry, description } => {
+                Request::OpportunityAdd { entry, description }
+            }
+            OpportunityCommand::List { contact, json } => {
+                Request::OpportunityList { contact, json }
+            }
+        },
         Command::User { command } => match command {
             UserCommand::Add { name, roles } => {
                 mailjournal::auth::check_name(&name)?;

@@ -14,7 +14,7 @@ use crate::archive::{self, Archive};
 use crate::auth::Throttle;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::ingest::{self, Ingestor, Policy};
+use crate::ingest::{self, Ingestor};
 use crate::net::listener::Gauge;
 use crate::net::tls;
 use crate::runtime::LoggingSwitch;
@@ -26,6 +26,8 @@ pub enum Error {
     Archive(#[from] archive::Error),
     #[error("{0}")]
     Ingest(#[from] ingest::Error),
+    #[error("{0}")]
+    Admin(#[from] crate::admin::Error),
     #[error("TLS: {0}")]
     Tls(#[from] tls::Error),
     #[error("cannot create the admin socket {path}: {source}")]
@@ -67,8 +69,7 @@ impl Server {
     /// Opens the archive and starts every configured listener.
     pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         let archive = Arc::new(Archive::open(&settings.data_dir)?);
-        let policy = Policy::from_settings(settings);
-        let (ingestor, committer) = Ingestor::start(Arc::clone(&archive), policy)?;
+        let (ingestor, committer) = crate::admin::start_pipeline(&archive, settings)?;
         let tls = tls::load(&settings.tls, &settings.data_dir, &settings.smtp.hostname)?;
         tracing::info!(fingerprint = %tls.fingerprint, source = %tls.source, "TLS certificate (SHA-256)");
 

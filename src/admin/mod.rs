@@ -21,6 +21,7 @@ use crate::archive::{self, Account, Archive, Filter, Record, Role, StableId};
 use crate::classify::Direction;
 use crate::clock::{self, Clock};
 use crate::config::{Logging, Settings};
+use crate::directory::{self, Directory};
 use crate::ingest::{self, Ingestor, Policy, bulk};
 use crate::runtime::LoggingSwitch;
 use crate::sources;
@@ -95,6 +96,57 @@ pub enum Request {
         name: String,
     },
     UserList,
+    /// Import salespeople and/or contacts from CSV files.
+    DirectoryImport {
+        salespeople: Option<PathBuf>,
+        contacts: Option<PathBuf>,
+        json: bool,
+    },
+    /// Match every logged message against the directory again.
+    DirectoryRematch,
+    /// Check the whole setup before going live.
+    Validate,
+    /// The interaction log.
+    Log(LogArgs),
+    /// Turn an entry into a sales opportunity.
+    OpportunityAdd {
+        entry: u64,
+        description: String,
+    },
+    /// A contact's opportunities.
+    OpportunityList {
+        contact: String,
+        json: bool,
+    },
+}
+
+/// The arguments of `log`, shared by the command line and the admin socket.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+pub struct LogArgs {
+    /// Entries with this contact (number).
+    #[arg(long)]
+    pub contact: Option<String>,
+    /// Entries with this salesperson (code).
+    #[arg(long)]
+    pub salesperson: Option<String>,
+    /// inbound, outbound, internal or external.
+    #[arg(long)]
+    pub direction: Option<Direction>,
+    /// Messages dated on or after this date (2026-11-01) or time (RFC 3339).
+    #[arg(long, value_parser = clock::parse_date)]
+    pub since: Option<i64>,
+    /// Messages dated before this date or time.
+    #[arg(long, value_parser = clock::parse_date)]
+    pub until: Option<i64>,
+    /// Entries numbered above this one (the next page).
+    #[arg(long)]
+    pub after: Option<u64>,
+    /// At most this many.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What a command runs against.
@@ -178,6 +230,104 @@ pub fn execute(
                 Ok(1)
             }
         }
+        Request::DirectoryImport {
+            salespeople,
+            contacts,
+            json,
+        } => directory_import(target, salespeople, contacts, json, out, err),
+        Request::DirectoryRematch => {
+            let state = target
+                .logging
+                .map_or(target.settings.logging, LoggingSwitch::get);
+            if state != Logging::On {
+                return Err(Error::Usage(format!(
+                    "logging is {state}: no new entries are made until it is on"
+                )));
+            }
+            let directory = load_directory(target.archive)?;
+            let (made, unmatched) = target.archive.rematch(&|record: &archive::Record| {
+                pairs_of(
+                    &directory,
+                    record.meta.sender.as_deref(),
+                    &record.meta.recipients,
+                )
+            })?;
+            writeln!(
+                out,
+                "rematched: {made} new entries; {unmatched} logged messages match no salesperson-contact pair"
+            )?;
+            Ok(0)
+        }
+        Request::Validate => validate(target, out),
+        Request::Log(args) => {
+            let filter = archive::EntryFilter {
+                contact: args.contact,
+                salesperson: args.salesperson,
+                direction: args.direction,
+                since: args.since,
+                until: args.until,
+                after: args.after,
+                limit: args.limit,
+            };
+            for e in target.archive.entries(&filter)? {
+                if args.json {
+                    serde_json::to_writer(&mut *out, &e).map_err(std::io::Error::other)?;
+                    writeln!(out)?;
+                } else {
+                    writeln!(
+                        out,
+                        "{:>6}  {}  {:<8}  {:<10}  {:<10}  {}  {}",
+                        e.no,
+                        clock::rfc3339(e.date),
+                        e.direction.as_str(),
+                        e.salesperson,
+                        e.contact,
+                        e.id,
+                        e.subject.as_deref().unwrap_or("")
+                    )?;
+                }
+            }
+            Ok(0)
+        }
+        Request::OpportunityAdd { entry, description } => {
+            if description.trim().is_empty() {
+                return Err(Error::Usage("give the opportunity a description".into()));
+            }
+            match target
+                .archive
+                .add_opportunity(entry, description.trim(), target.clock.now())?
+            {
+                Some(o) => {
+                    writeln!(
+                        out,
+                        "opportunity {} for contact {} (salesperson {}), message {}",
+                        o.no, o.contact, o.salesperson, o.message
+                    )?;
+                    Ok(0)
+                }
+                None => Err(Error::Usage(format!("no entry {entry} in the log"))),
+            }
+        }
+        Request::OpportunityList { contact, json } => {
+            for o in target.archive.opportunities(&contact)? {
+                if json {
+                    serde_json::to_writer(&mut *out, &o).map_err(std::io::Error::other)?;
+                    writeln!(out)?;
+                } else {
+                    writeln!(
+                        out,
+                        "{:>5}  {}  entry {}  {}  {}  {}",
+                        o.no,
+                        clock::rfc3339(o.created),
+                        o.entry,
+                        o.salesperson,
+                        o.message,
+                        o.description
+                    )?;
+                }
+            }
+            Ok(0)
+        }
         Request::UserList => {
             for a in target.archive.accounts()? {
                 let roles: Vec<String> = a
@@ -204,10 +354,7 @@ fn ingest(
     // policy apply), else through a pipeline of our own.
     let local = match target.ingestor {
         Some(_) => None,
-        None => Some(Ingestor::start(
-            Arc::clone(target.archive),
-            Policy::from_settings(target.settings),
-        )?),
+        None => Some(start_pipeline(target.archive, target.settings)?),
     };
     let ingestor = match (&local, target.ingestor) {
         (Some((i, _)), _) | (None, Some(i)) => i,
@@ -391,4 +538,146 @@ fn logging(target: &Target<'_>, state: Option<Logging>, out: &mut dyn Write) -> 
         }
     }
     Ok(0)
+}
+
+/// Starts the ingest pipeline on `archive`, logging entries with its stored directory.
+pub fn start_pipeline(
+    archive: &Arc<Archive>,
+    settings: &Settings,
+) -> Result<(Ingestor, std::thread::JoinHandle<()>), Error> {
+    let matcher = crate::ingest::Matcher::default();
+    matcher.set(matcher_for(load_directory(archive)?));
+    Ok(Ingestor::start_with(
+        Arc::clone(archive),
+        Policy::from_settings(settings),
+        matcher,
+    )?)
+}
+
+/// The directory as stored in the archive.
+pub fn load_directory(archive: &Archive) -> Result<Directory, Error> {
+    let (salespeople, contacts) = archive.load_directory()?;
+    Ok(Directory::new(salespeople, contacts))
+}
+
+fn pairs_of(
+    directory: &Directory,
+    sender: Option<&str>,
+    recipients: &crate::ingest::recipients::Recipients,
+) -> Vec<(String, String)> {
+    directory
+        .pairs(sender, recipients)
+        .into_iter()
+        .map(|p| (p.salesperson, p.contact))
+        .collect()
+}
+
+/// The interaction-log matcher for a directory.
+pub fn matcher_for(directory: Directory) -> Arc<crate::ingest::PairFn> {
+    Arc::new(move |sender, recipients| pairs_of(&directory, sender, recipients))
+}
+
+fn directory_import(
+    target: &Target<'_>,
+    salespeople: Option<PathBuf>,
+    contacts: Option<PathBuf>,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<i32, Error> {
+    if salespeople.is_none() && contacts.is_none() {
+        return Err(Error::Usage(
+            "give --salespeople FILE, --contacts FILE, or both".into(),
+        ));
+    }
+    let open = |path: &PathBuf| {
+        std::fs::File::open(path).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))
+    };
+    let mut problems = Vec::new();
+    let mut people = Vec::new();
+    if let Some(path) = &salespeople {
+        let (p, mut found) = directory::parse_salespeople(open(path)?, &path.display().to_string());
+        people = p;
+        problems.append(&mut found);
+    }
+    let mut firms = Vec::new();
+    if let Some(path) = &contacts {
+        let (c, mut found) = directory::parse_contacts(open(path)?, &path.display().to_string());
+        firms = c;
+        problems.append(&mut found);
+    }
+    let counts = target.archive.put_directory(&people, &firms)?;
+    let directory = load_directory(target.archive)?;
+    let warnings = directory::validate(
+        directory.salespeople(),
+        directory.contacts(),
+        &target.settings.org,
+    );
+    if let Some(ingestor) = target.ingestor {
+        // The running pipeline logs with the new directory from its next commit on.
+        ingestor.matcher().set(matcher_for(directory));
+    }
+    if json {
+        let summary = serde_json::json!({
+            "imported": counts,
+            "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "warnings": warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        });
+        serde_json::to_writer(&mut *out, &summary).map_err(std::io::Error::other)?;
+        writeln!(out)?;
+    } else {
+        for p in &problems {
+            writeln!(err, "not imported: {p}")?;
+        }
+        for w in &warnings {
+            writeln!(err, "warning: {w}")?;
+        }
+        writeln!(
+            out,
+            "salespeople: {} added, {} updated; contacts: {} added, {} updated; {} lines not imported; {} warnings",
+            counts.salespeople_added,
+            counts.salespeople_updated,
+            counts.contacts_added,
+            counts.contacts_updated,
+            problems.len(),
+            warnings.len()
+        )?;
+        writeln!(
+            out,
+            "run `mailjournal directory rematch` to log mail already archived"
+        )?;
+    }
+    Ok(if problems.is_empty() { 0 } else { 1 })
+}
+
+fn validate(target: &Target<'_>, out: &mut dyn Write) -> Result<i32, Error> {
+    let mut problems = Vec::new();
+    let settings = target.settings;
+    writeln!(out, "configuration: {} (valid)", settings.source_name)?;
+    match crate::net::tls::load(&settings.tls, &settings.data_dir, &settings.smtp.hostname) {
+        Ok(tls) => writeln!(
+            out,
+            "TLS certificate: {} (SHA-256 {})",
+            tls.source, tls.fingerprint
+        )?,
+        Err(e) => problems.push(format!("TLS certificate: {e}")),
+    }
+    let directory = load_directory(target.archive)?;
+    writeln!(
+        out,
+        "directory: {} salespeople, {} contacts",
+        directory.salespeople().len(),
+        directory.contacts().len()
+    )?;
+    if directory.is_empty() {
+        problems.push("directory: empty; import it with `mailjournal directory import`".to_owned());
+    }
+    for p in directory::validate(directory.salespeople(), directory.contacts(), &settings.org) {
+        problems.push(format!("directory: {p}"));
+    }
+    for p in &problems {
+        writeln!(out, "problem: {p}")?;
+    }
+    writeln!(out, "{} problem(s)", problems.len())?;
+    Ok(if problems.is_empty() { 0 } else { 1 })
 }

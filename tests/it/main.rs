@@ -5,5 +5,7 @@ mod cli;
 mod crash;
 mod golden;
 mod imap;
+mod interop;
+mod log;
 mod smtp;
 mod support;
