@@ -966,6 +966,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let needs_raw = fetch::needs_raw(&items);
         let marks_seen = fetch::sets_seen(&items) && !folder.read_only;
         let mut seen_now = Vec::new();
+        let mut unknown_cte = false;
         let archive = Arc::clone(&self.ctx.archive);
         // Work on a snapshot so `self` is free for sending.
         let uids: Vec<(usize, u32)> = positions
@@ -978,7 +979,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return;
             };
             let mut bits = folder.flags.get(&uid).copied().unwrap_or(0);
-            if marks_seen && bits & FLAG_SEEN == 0 {
+            let newly_seen = marks_seen && bits & FLAG_SEEN == 0;
+            if newly_seen {
                 bits |= FLAG_SEEN;
                 folder.flags.insert(uid, bits);
                 seen_now.push((uid, bits));
@@ -1015,12 +1017,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 };
                 match fetch::fetch_items(&items, &src) {
                     Ok(out) => out,
+                    Err(fetch::Error::UnknownCte) => {
+                        unknown_cte = true;
+                        continue;
+                    }
                     Err(e) => {
                         tracing::error!(uid, error = %e, "FETCH failed");
                         continue;
                     }
                 }
             };
+            // RFC 3501: a FETCH that sets \Seen reports the new flags.
+            let mut out = out;
+            if newly_seen && !items.contains(&MessageDataItemName::Flags) {
+                out.push(MessageDataItem::Flags(flag_fetch(bits)));
+            }
             let Ok(items_out) = Vec1::try_from(out) else {
                 continue;
             };
@@ -1038,7 +1049,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if let Err(e) = self.ctx.archive.set_account_flags(&user, &seen_now) {
             tracing::error!(error = %e, "cannot store \\Seen flags");
         }
-        self.status(status_ok(tag, None, "FETCH completed"));
+        if unknown_cte {
+            self.status(status_no(
+                tag,
+                Some(Code::UnknownCte),
+                "A part has a transfer encoding BINARY cannot decode",
+            ));
+        } else {
+            self.status(status_ok(tag, None, "FETCH completed"));
+        }
     }
 
     async fn handle_search(

@@ -482,3 +482,37 @@ async fn transcript_rfc3501_list_status_examples() {
     .await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn fetch_body_is_byte_exact_and_sets_seen_only_without_peek() {
+    let (_dir, server) = server_with(&[PLAIN]).await;
+    let mut s = login(&server).await;
+    s.select("INBOX").await.expect("select");
+    let peeked: Vec<_> = s
+        .fetch("1", "(FLAGS BODY.PEEK[])")
+        .await
+        .expect("fetch")
+        .try_collect()
+        .await
+        .expect("items");
+    assert_eq!(peeked[0].body(), Some(PLAIN), "byte-exact");
+    assert_eq!(peeked[0].flags().count(), 0, "PEEK leaves \\Seen alone");
+    let read: Vec<_> = s
+        .fetch("1", "BODY[TEXT]")
+        .await
+        .expect("fetch")
+        .try_collect()
+        .await
+        .expect("items");
+    assert_eq!(read[0].text(), Some(b"Hello Alice.\r\n".as_slice()));
+    assert!(
+        read[0]
+            .flags()
+            .any(|f| matches!(f, async_imap::types::Flag::Seen)),
+        "a FETCH that sets \\Seen reports it"
+    );
+    let status = s.status("INBOX", "(UNSEEN)").await.expect("status");
+    assert_eq!(status.unseen, Some(0));
+    s.logout().await.expect("logout");
+    server.stop().await;
+}
