@@ -3,6 +3,7 @@
 //! Every way in (SMTP, IMAP pull, files) goes through the one [`ingest`] pipeline; every way
 //! out reads the one [`archive`].
 
+pub mod access;
 pub mod address;
 pub mod admin;
 pub mod archive;

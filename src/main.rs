@@ -137,9 +137,23 @@ enum UserCommand {
     /// input when it is not a terminal (first line); never from the command line.
     Add {
         name: String,
-        /// source (may send journal mail over SMTP AUTH), admin, auditor. Repeatable.
+        /// source (may send journal mail over SMTP AUTH), admin, auditor (read everything),
+        /// salesperson (read their own mail). Repeatable.
         #[arg(long = "role", required = true)]
         roles: Vec<Role>,
+        /// For a salesperson account: the salesperson's code in the directory.
+        #[arg(long)]
+        salesperson: Option<String>,
+    },
+    /// Let an account read another salesperson's mail.
+    Grant {
+        name: String,
+        /// The salesperson's code.
+        #[arg(long)]
+        salesperson: String,
+        /// Take the grant back instead.
+        #[arg(long)]
+        revoke: bool,
     },
     /// Remove an account.
     Remove { name: String },
@@ -212,15 +226,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::User { command } => match command {
-            UserCommand::Add { name, roles } => {
+            UserCommand::Add {
+                name,
+                roles,
+                salesperson,
+            } => {
                 mailjournal::auth::check_name(&name)?;
                 let password = read_password(&name)?;
                 Request::UserAdd {
                     name,
                     password_hash: mailjournal::auth::hash_password(&password)?,
                     roles,
+                    salesperson,
                 }
             }
+            UserCommand::Grant {
+                name,
+                salesperson,
+                revoke,
+            } => Request::UserGrant {
+                name,
+                salesperson,
+                revoke,
+            },
             UserCommand::Remove { name } => Request::UserRemove { name },
             UserCommand::List => Request::UserList,
         },

@@ -91,6 +91,14 @@ pub enum Request {
         /// Hashed by the client: a password never travels, not even over the socket.
         password_hash: String,
         roles: Vec<Role>,
+        /// The salesperson (code) of a `salesperson` account.
+        salesperson: Option<String>,
+    },
+    /// Let an account read another salesperson's mail (or stop it).
+    UserGrant {
+        name: String,
+        salesperson: String,
+        revoke: bool,
     },
     UserRemove {
         name: String,
@@ -201,21 +209,71 @@ pub fn execute(
         Request::Stats { json } => stats(target.archive, json, out),
         Request::Verify { repair } => verify(target, repair, out),
         Request::Logging { state } => logging(target, state, out),
+        Request::UserGrant {
+            name,
+            salesperson,
+            revoke,
+        } => {
+            let Some(mut account) = target.archive.account(&name)? else {
+                return Err(Error::Usage(format!("no account {name}")));
+            };
+            if !revoke
+                && load_directory(target.archive)?
+                    .salesperson_by_code(&salesperson)
+                    .is_none()
+            {
+                return Err(Error::Usage(format!(
+                    "no salesperson {salesperson} in the directory"
+                )));
+            }
+            account.grants.retain(|g| *g != salesperson);
+            if !revoke {
+                account.grants.push(salesperson.clone());
+            }
+            target.archive.put_account(&account)?;
+            let verb = if revoke {
+                "may no longer read"
+            } else {
+                "may read"
+            };
+            writeln!(out, "{name} {verb} the mail of salesperson {salesperson}")?;
+            Ok(0)
+        }
         Request::UserAdd {
             name,
             password_hash,
             roles,
+            salesperson,
         } => {
             crate::auth::check_name(&name).map_err(|e| Error::Usage(e.to_string()))?;
             if roles.is_empty() {
                 return Err(Error::Usage("give the account at least one --role".into()));
             }
             let existed = target.archive.account(&name)?.is_some();
+            if roles.contains(&Role::Salesperson) {
+                let Some(code) = &salesperson else {
+                    return Err(Error::Usage(
+                        "a salesperson account needs --salesperson CODE".into(),
+                    ));
+                };
+                if load_directory(target.archive)?
+                    .salesperson_by_code(code)
+                    .is_none()
+                {
+                    return Err(Error::Usage(format!(
+                        "no salesperson {code} in the directory (import it first)"
+                    )));
+                }
+            }
+            let old = target.archive.account(&name)?;
             target.archive.put_account(&Account {
                 name: name.clone(),
                 password_hash,
                 roles,
                 created: target.clock.now(),
+                salesperson,
+                // A password change keeps what an administrator granted.
+                grants: old.map(|a| a.grants).unwrap_or_default(),
             })?;
             let verb = if existed { "updated" } else { "added" };
             writeln!(out, "account {name} {verb}")?;

@@ -10,7 +10,7 @@ use super::{Archive, Db, Error};
 use crate::classify::Direction;
 
 /// A virtual folder's content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FolderQuery {
     /// Every logged message (not junk).
     All,
@@ -22,6 +22,9 @@ pub enum FolderQuery {
     },
     /// Quarantined junk.
     Junk,
+    /// Logged messages where one of these (normalized) addresses is a party: a person's
+    /// folder.
+    Addresses(Vec<String>),
 }
 
 /// `\Seen`.
@@ -50,9 +53,22 @@ fn month_bounds(year: i32, month: u8) -> Option<(i64, i64)> {
 
 impl Archive {
     /// The sorted UIDs of a virtual folder.
-    pub fn folder_uids(&self, query: FolderQuery) -> Result<Vec<u32>, Error> {
+    pub fn folder_uids(&self, query: &FolderQuery) -> Result<Vec<u32>, Error> {
         let txn = self.read()?;
         let mut uids = match query {
+            FolderQuery::Addresses(addresses) => {
+                let t = txn.open_multimap_table(super::tables::ADDRESSES).db()?;
+                let junk = txn.open_table(JUNK).db()?;
+                let mut uids = Vec::new();
+                for a in addresses {
+                    for uid in super::collect_multimap(t.get(a.as_str()).db()?)? {
+                        if junk.get(uid).db()?.is_none() {
+                            uids.push(uid);
+                        }
+                    }
+                }
+                uids
+            }
             FolderQuery::Junk => {
                 let t = txn.open_table(JUNK).db()?;
                 t.iter()
@@ -65,6 +81,7 @@ impl Archive {
                 let t = txn.open_multimap_table(DIRECTIONS).db()?;
                 super::collect_multimap(t.get(d.code()).db()?)?
             }
+            &FolderQuery::Month { year, month } => return self.month_uids(&txn, year, month),
             FolderQuery::All => {
                 let t = txn.open_multimap_table(DIRECTIONS).db()?;
                 let mut all = Vec::new();
@@ -73,25 +90,40 @@ impl Archive {
                 }
                 all
             }
-            FolderQuery::Month { year, month } => {
-                let Some((start, end)) = month_bounds(year, month) else {
-                    return Ok(Vec::new());
-                };
-                let dates = txn.open_table(DATES).db()?;
-                let junk = txn.open_table(JUNK).db()?;
-                let mut uids = Vec::new();
-                for entry in dates.range((start, 0u32)..(end, 0u32)).db()? {
-                    let uid = entry.db()?.0.value().1;
-                    if junk.get(uid).db()?.is_none() {
-                        uids.push(uid);
-                    }
-                }
-                uids
-            }
         };
         uids.sort_unstable();
         uids.dedup();
         Ok(uids)
+    }
+
+    fn month_uids(
+        &self,
+        txn: &redb::ReadTransaction,
+        year: i32,
+        month: u8,
+    ) -> Result<Vec<u32>, Error> {
+        let Some((start, end)) = month_bounds(year, month) else {
+            return Ok(Vec::new());
+        };
+        let dates = txn.open_table(DATES).db()?;
+        let junk = txn.open_table(JUNK).db()?;
+        let mut uids = Vec::new();
+        for entry in dates.range((start, 0u32)..(end, 0u32)).db()? {
+            let uid = entry.db()?.0.value().1;
+            if junk.get(uid).db()?.is_none() {
+                uids.push(uid);
+            }
+        }
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
+    }
+
+    /// Every message (junk included) where `address` is a party.
+    pub fn uids_with_address(&self, address: &str) -> Result<Vec<u32>, Error> {
+        let txn = self.read()?;
+        let t = txn.open_multimap_table(super::tables::ADDRESSES).db()?;
+        super::collect_multimap(t.get(address).db()?)
     }
 
     /// The months (year, month) that have logged mail, oldest first.

@@ -199,7 +199,7 @@ impl Archive {
         &self,
         pairs: &dyn Fn(&Record) -> Vec<(String, String)>,
     ) -> Result<(u64, u64), Error> {
-        let uids = self.folder_uids(super::FolderQuery::All)?;
+        let uids = self.folder_uids(&super::FolderQuery::All)?;
         let mut made = 0;
         let mut unmatched = 0;
         // A transaction per chunk keeps memory and lock time bounded on a large archive.

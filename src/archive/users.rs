@@ -16,6 +16,8 @@ pub enum Role {
     Admin,
     /// Sees everything, read-only.
     Auditor,
+    /// A salesperson: sees the mail where that salesperson (or one granted) is a party.
+    Salesperson,
 }
 
 impl std::str::FromStr for Role {
@@ -26,7 +28,10 @@ impl std::str::FromStr for Role {
             "source" => Ok(Role::Source),
             "admin" => Ok(Role::Admin),
             "auditor" => Ok(Role::Auditor),
-            _ => Err(format!("{s:?} is not a role (source, admin, auditor)")),
+            "salesperson" => Ok(Role::Salesperson),
+            _ => Err(format!(
+                "{s:?} is not a role (source, admin, auditor, salesperson)"
+            )),
         }
     }
 }
@@ -39,6 +44,12 @@ pub struct Account {
     pub roles: Vec<Role>,
     /// Unix seconds.
     pub created: i64,
+    /// The salesperson (code) a `salesperson` account is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salesperson: Option<String>,
+    /// Other salespeople (codes) whose mail an administrator let this account read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<String>,
 }
 
 impl Archive {

@@ -20,8 +20,17 @@ pub struct Folder {
     pub special_use: Option<&'static str>,
 }
 
-/// Every folder an account that sees everything has, given the months with mail.
-pub fn folders(months: &[(i32, u8)], junk: bool) -> Vec<Folder> {
+/// A person's folder: its path (`Contacts/Fabrikam/Marta Buyer`) and the person's
+/// addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonFolder {
+    pub path: Vec<String>,
+    pub addresses: Vec<String>,
+}
+
+/// Every folder, given the months with mail, whether the account sees quarantined junk, and
+/// the people whose folders it has.
+pub fn folders(months: &[(i32, u8)], junk: bool, people: &[PersonFolder]) -> Vec<Folder> {
     let mut out = vec![Folder {
         name: "INBOX".into(),
         query: Some(FolderQuery::All),
@@ -73,18 +82,59 @@ pub fn folders(months: &[(i32, u8)], junk: bool) -> Vec<Folder> {
             });
         }
     }
+    // Person folders, with their parents (`Contacts`, `Contacts/Fabrikam`) as \Noselect.
+    let mut parents: Vec<String> = Vec::new();
+    for person in people {
+        for depth in 1..person.path.len() {
+            let parent = person.path[..depth].join("/");
+            if !parents.contains(&parent) {
+                parents.push(parent);
+            }
+        }
+    }
+    for parent in parents {
+        out.push(Folder {
+            name: parent,
+            query: None,
+            has_children: true,
+            special_use: None,
+        });
+    }
+    for person in people {
+        out.push(Folder {
+            name: person.path.join("/"),
+            query: Some(FolderQuery::Addresses(person.addresses.clone())),
+            has_children: false,
+            special_use: None,
+        });
+    }
+    out.sort_by(|a, b| order(&a.name).cmp(&order(&b.name)));
     out
 }
 
-/// The folder a (case-sensitive, except INBOX) name refers to.
-pub fn find(name: &str, months: &[(i32, u8)], junk: bool) -> Option<Folder> {
+/// INBOX first, then the fixed folders, then the rest by name.
+fn order(name: &str) -> (u8, &str) {
+    let rank = match name {
+        "INBOX" => 0,
+        "Inbound" => 1,
+        "Outbound" => 2,
+        "Internal" => 3,
+        "External" => 4,
+        "Junk" => 5,
+        _ => 6,
+    };
+    (rank, name)
+}
+
+/// The folder a (case-sensitive, except INBOX) name refers to, among `all`.
+pub fn find(name: &str, all: Vec<Folder>) -> Option<Folder> {
     let name = if name.eq_ignore_ascii_case("INBOX") {
         "INBOX"
     } else {
         name
     };
     // Month folders exist for months with mail; an empty month's folder does not.
-    folders(months, junk).into_iter().find(|f| f.name == name)
+    all.into_iter().find(|f| f.name == name)
 }
 
 /// RFC 3501 LIST matching: `*` matches anything, `%` anything but the delimiter.
@@ -136,22 +186,31 @@ mod tests {
     #[test]
     fn month_folders_exist_for_months_with_mail() {
         let months = [(2025, 12), (2026, 1), (2026, 11)];
-        let names: Vec<String> = folders(&months, false)
-            .into_iter()
-            .map(|f| f.name)
-            .collect();
+        let people = [PersonFolder {
+            path: vec!["Contacts".into(), "Fabrikam".into(), "Marta Buyer".into()],
+            addresses: vec!["marta@fabrikam.com".into()],
+        }];
+        let all = || folders(&months, false, &people);
+        let names: Vec<String> = all().into_iter().map(|f| f.name).collect();
+        assert!(names.contains(&"Contacts".to_owned()));
+        assert!(names.contains(&"Contacts/Fabrikam".to_owned()));
+        assert_eq!(names[0], "INBOX");
         assert!(names.contains(&"By month/2025/12".to_owned()));
         assert!(names.contains(&"By month/2026".to_owned()));
         assert!(!names.contains(&"Junk".to_owned()));
         assert_eq!(
-            find("By month/2026/11", &months, false).and_then(|f| f.query),
+            find("By month/2026/11", all()).and_then(|f| f.query),
             Some(FolderQuery::Month {
                 year: 2026,
                 month: 11
             })
         );
-        assert!(find("By month/2026/10", &months, false).is_none());
-        assert!(find("inbox", &months, false).is_some());
-        assert!(find("By month", &months, false).is_some_and(|f| f.query.is_none()));
+        assert!(find("By month/2026/10", all()).is_none());
+        assert!(find("inbox", all()).is_some());
+        assert!(find("By month", all()).is_some_and(|f| f.query.is_none()));
+        assert_eq!(
+            find("Contacts/Fabrikam/Marta Buyer", all()).and_then(|f| f.query),
+            Some(FolderQuery::Addresses(vec!["marta@fabrikam.com".into()]))
+        );
     }
 }

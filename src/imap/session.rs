@@ -32,9 +32,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::{fetch, mailbox, search};
+use crate::access::{self, Access};
 use crate::archive::{Archive, FLAG_FLAGGED, FLAG_SEEN, FolderQuery, Role};
 use crate::auth::{self, Throttle};
 use crate::config::ImapSettings;
+use crate::directory::{Directory, PersonId};
 use crate::net::stream::Conn;
 
 /// Everything sessions share.
@@ -56,6 +58,12 @@ enum State {
     NotAuthenticated,
     Authenticated { user: String },
     Selected { user: String, folder: Selected },
+}
+
+/// What the account sees, and the folders it has, as of the last look.
+struct View {
+    access: Access,
+    folders: Vec<mailbox::Folder>,
 }
 
 /// The selected folder: its UID list (the only per-folder state a session keeps) and the
@@ -119,22 +127,27 @@ fn cannot(tag: Tag<'static>, what: &str) -> Status<'static> {
     )
 }
 
+/// A folder name as the client wrote it, decoded from modified UTF-7 (RFC 3501 § 5.1.3).
 fn mailbox_name(m: &Mailbox<'_>) -> String {
     match m {
         Mailbox::Inbox => "INBOX".to_owned(),
-        Mailbox::Other(other) => String::from_utf8_lossy(other.as_ref()).into_owned(),
+        Mailbox::Other(other) => {
+            utf7_imap::decode_utf7_imap(String::from_utf8_lossy(other.as_ref()).into_owned())
+        }
     }
 }
 
 fn list_pattern(m: &ListMailbox<'_>) -> String {
-    match m {
+    let raw = match m {
         ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
         ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
-    }
+    };
+    utf7_imap::decode_utf7_imap(raw)
 }
 
+/// A folder name for the wire: modified UTF-7, so non-ASCII names reach every client.
 fn to_mailbox(name: &str) -> Option<Mailbox<'static>> {
-    Mailbox::try_from(name.to_owned()).ok()
+    Mailbox::try_from(utf7_imap::encode_utf7_imap(name.to_owned())).ok()
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -526,9 +539,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let archive = Arc::clone(&self.ctx.archive);
         let (u, p) = (user.to_owned(), pass.to_owned());
         let account = tokio::task::spawn_blocking(move || {
-            [Role::Admin, Role::Auditor]
+            [Role::Admin, Role::Auditor, Role::Salesperson]
                 .into_iter()
                 .find_map(|role| auth::authenticate(&archive, &u, &p, role))
+                .filter(access::may_log_in)
         })
         .await
         .ok()
@@ -555,12 +569,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// New messages in the selected folder: appended to its UID list and announced.
     fn announce_new_mail(&mut self) {
+        if !matches!(self.state, State::Selected { .. }) {
+            return;
+        }
+        let access = self.view().access;
         let State::Selected { folder, .. } = &mut self.state else {
             return;
         };
-        let Ok(uids) = self.ctx.archive.folder_uids(folder.query) else {
+        let Ok(mut uids) = self.ctx.archive.folder_uids(&folder.query) else {
             return;
         };
+        access.filter(&mut uids);
         let max = folder.uids.last().copied().unwrap_or(0);
         let before = folder.uids.len();
         folder.uids.extend(uids.into_iter().filter(|u| *u > max));
@@ -761,8 +780,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    fn months(&self) -> Vec<(i32, u8)> {
-        self.ctx.archive.months().unwrap_or_default()
+    /// The account's access and folders, computed afresh: the directory, the grants and
+    /// the archive change while a session lasts. An account that vanished sees nothing.
+    fn view(&self) -> View {
+        let archive = &self.ctx.archive;
+        let account = self.user().and_then(|u| archive.account(u).ok().flatten());
+        let (salespeople, contacts) = archive.load_directory().unwrap_or_default();
+        let directory = Directory::new(salespeople, contacts);
+        let access = account
+            .as_ref()
+            .and_then(|a| Access::of(a, &directory, archive).ok())
+            .unwrap_or(Access::Messages(Default::default()));
+        let mut people = Vec::new();
+        let visible_salespeople: Option<Vec<&String>> = match (&access, &account) {
+            (Access::All, _) => None,
+            (_, Some(a)) => Some(a.salesperson.iter().chain(&a.grants).collect()),
+            (_, None) => Some(Vec::new()),
+        };
+        for p in directory.salespeople() {
+            if visible_salespeople
+                .as_ref()
+                .is_some_and(|codes| !codes.contains(&&p.code))
+            {
+                continue;
+            }
+            if let Some(path) = directory.folder(&PersonId::Salesperson(p.code.clone())) {
+                people.push(mailbox::PersonFolder {
+                    path: path.to_vec(),
+                    addresses: p.addresses().map(str::to_owned).collect(),
+                });
+            }
+        }
+        for c in directory.contacts() {
+            if let Some(path) = directory.folder(&PersonId::Contact(c.number.clone())) {
+                people.push(mailbox::PersonFolder {
+                    path: path.to_vec(),
+                    addresses: c.addresses().map(str::to_owned).collect(),
+                });
+            }
+        }
+        let months = archive.months().unwrap_or_default();
+        let folders = mailbox::folders(&months, access.sees_all(), &people);
+        View { access, folders }
     }
 
     async fn list(&mut self, tag: Tag<'static>, reference: &str, pattern: &str) {
@@ -779,7 +838,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return;
         }
         let full = format!("{reference}{pattern}");
-        for folder in mailbox::folders(&self.months(), true) {
+        for folder in self.view().folders {
             if !mailbox::matches(&full, &folder.name) {
                 continue;
             }
@@ -828,15 +887,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         ),
         &'static str,
     > {
-        let folder = mailbox::find(name, &self.months(), true).ok_or("No such folder")?;
-        let query = folder.query.ok_or("That folder only holds other folders")?;
+        let view = self.view();
+        let folder = mailbox::find(name, view.folders).ok_or("No such folder")?;
+        let query = folder
+            .query
+            .clone()
+            .ok_or("That folder only holds other folders")?;
         let archive = &self.ctx.archive;
         match (
-            archive.folder_uids(query),
+            archive.folder_uids(&query),
             archive.account_flags(user),
             archive.next_uid(),
         ) {
-            (Ok(uids), Ok(flags), Ok(next)) => Ok((folder, query, uids, flags, next)),
+            (Ok(mut uids), Ok(flags), Ok(next)) => {
+                // The one place a folder's content meets the account's access.
+                view.access.filter(&mut uids);
+                Ok((folder, query, uids, flags, next))
+            }
             _ => Err("The archive cannot be read right now"),
         }
     }

@@ -31,6 +31,8 @@ pub async fn server_with(messages: &[&[u8]]) -> (tempfile::TempDir, Server) {
             password_hash: hash_password(PASSWORD).expect("hash"),
             roles: vec![Role::Auditor],
             created: 0,
+            salesperson: None,
+            grants: Vec::new(),
         })
         .expect("account");
     let smtp = server.smtp_addr.expect("smtp");
@@ -330,6 +332,8 @@ async fn passwords_need_tls_off_loopback_and_starttls_drops_injected_plaintext()
             password_hash: hash_password(PASSWORD).expect("hash"),
             roles: vec![Role::Auditor],
             created: 0,
+            salesperson: None,
+            grants: Vec::new(),
         })
         .expect("account");
     let certs = tempfile::tempdir().expect("tempdir");

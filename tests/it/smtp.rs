@@ -174,6 +174,8 @@ async fn sources_outside_the_allow_list_must_authenticate() {
             password_hash: hash_password("s3cret pass").expect("hash"),
             roles: vec![Role::Source],
             created: 0,
+            salesperson: None,
+            grants: Vec::new(),
         })
         .expect("account");
     let addr = server.smtp_addr.expect("smtp");
@@ -689,6 +691,8 @@ async fn transcript_auth_failures_are_delayed_and_end_the_session() {
             password_hash: hash_password("right").expect("hash"),
             roles: vec![Role::Source],
             created: 0,
+            salesperson: None,
+            grants: Vec::new(),
         })
         .expect("account");
     let mut c = h.connect(
