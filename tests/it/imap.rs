@@ -520,3 +520,96 @@ async fn fetch_body_is_byte_exact_and_sets_seen_only_without_peek() {
     s.logout().await.expect("logout");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_salesperson_reaches_only_their_own_mail_by_every_route() {
+    const TO_ALICE: &[u8] = b"From: Marta <marta@fabrikam.com>\r\nTo: alice@contoso.com\r\nSubject: for alice\r\nMessage-ID: <acl-1@fabrikam.com>\r\n\r\nalice only\r\n";
+    const FROM_BOB: &[u8] = b"From: bob@contoso.com\r\nTo: buyer@fabrikam.com\r\nSubject: from bob\r\nMessage-ID: <acl-2@contoso.com>\r\n\r\nbob only\r\n";
+    let (_dir, server) = server_with(&[TO_ALICE, FROM_BOB]).await;
+    let archive = server.archive().expect("archive");
+    let fixture = crate::support::fixtures().join("directory");
+    let (salespeople, _) = mailjournal::directory::parse_salespeople(
+        std::fs::File::open(fixture.join("salespeople.csv")).expect("fixture"),
+        "salespeople.csv",
+    );
+    let (contacts, _) = mailjournal::directory::parse_contacts(
+        std::fs::File::open(fixture.join("contacts.csv")).expect("fixture"),
+        "contacts.csv",
+    );
+    archive
+        .put_directory(&salespeople, &contacts)
+        .expect("directory");
+    let mut alice = Account {
+        name: "alice".into(),
+        password_hash: hash_password(PASSWORD).expect("hash"),
+        roles: vec![Role::Salesperson],
+        created: 0,
+        salesperson: Some("AS".into()),
+        grants: Vec::new(),
+    };
+    archive.put_account(&alice).expect("account");
+
+    let stream = TcpStream::connect(server.imap_addr.expect("imap"))
+        .await
+        .expect("connect");
+    let mut client = async_imap::Client::new(stream);
+    client.read_response().await.expect("greeting");
+    let mut s = client
+        .login("alice", PASSWORD)
+        .await
+        .map_err(|(e, _)| e)
+        .expect("login");
+
+    // Folder listing: her own salesperson folder, nobody else's, and no Junk.
+    let names: Vec<String> = s
+        .list(Some(""), Some("*"))
+        .await
+        .expect("list")
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("names")
+        .iter()
+        .map(|n| n.name().to_owned())
+        .collect();
+    assert!(
+        names.contains(&"Salespeople/Alice Seller".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains("Bob Manager")),
+        "{names:?}"
+    );
+    assert!(!names.contains(&"Junk".to_owned()), "{names:?}");
+
+    // SELECT and STATUS counts.
+    assert_eq!(s.select("INBOX").await.expect("select").exists, 1);
+    let status = s.status("Outbound", "(MESSAGES)").await.expect("status");
+    assert_eq!(status.exists, 0, "bob's outbound mail is not counted");
+    let buyer = s.examine("Contacts/Fabrikam/Buyer").await.expect("examine");
+    assert_eq!(
+        buyer.exists, 0,
+        "a contact folder shows only what she may see"
+    );
+
+    // FETCH of a guessed UID, and SEARCH.
+    s.select("INBOX").await.expect("select");
+    let guessed: Vec<_> = s
+        .uid_fetch("2", "(BODY.PEEK[])")
+        .await
+        .expect("fetch")
+        .try_collect()
+        .await
+        .expect("items");
+    assert!(guessed.is_empty(), "UID 2 is bob's: nothing comes back");
+    let all = s.uid_search("ALL").await.expect("search");
+    assert_eq!(all.into_iter().collect::<Vec<_>>(), [1]);
+    let body = s.uid_search("BODY \"bob only\"").await.expect("search");
+    assert!(body.is_empty());
+
+    // An administrator grants her Bob's mail: the next SELECT shows it.
+    alice.grants.push("BM".into());
+    archive.put_account(&alice).expect("grant");
+    assert_eq!(s.select("INBOX").await.expect("select").exists, 2);
+    s.logout().await.expect("logout");
+    server.stop().await;
+}
