@@ -30,6 +30,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("MAILJOURNAL_JOURNAL_ADDRESSES", "smtp.journal_addresses"),
     ("MAILJOURNAL_IMAP_LISTEN", "imap.listen"),
     ("MAILJOURNAL_IMAPS_LISTEN", "imap.tls_listen"),
+    ("MAILJOURNAL_HTTP_LISTEN", "http.listen"),
+    ("MAILJOURNAL_HTTPS_LISTEN", "http.tls_listen"),
 ];
 
 /// One thing wrong with a configuration.
@@ -221,6 +223,42 @@ pub struct ImapSettings {
     pub max_connections_per_minute: u32,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct HttpSection {
+    listen: String,
+    tls_listen: String,
+    base_url: String,
+    #[serde(with = "humantime_serde")]
+    link_ttl: Duration,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8025".into(),
+            tls_listen: String::new(),
+            base_url: String::new(),
+            link_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// The HTTP API and permalinks, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Plain HTTP: loopback addresses only (passwords and mail never cross a network in
+    /// the clear).
+    pub listen: Option<SocketAddr>,
+    /// HTTPS, with the certificate of `[tls]`.
+    pub tls_listen: Option<SocketAddr>,
+    /// The address links are made with (`https://journal.contoso.com`), without a
+    /// trailing slash.
+    pub base_url: String,
+    /// How long a signed link stays valid by default.
+    pub link_ttl: Duration,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct TlsSection {
@@ -305,6 +343,7 @@ pub struct Settings {
     pub logging: Logging,
     pub smtp: SmtpSettings,
     pub imap: ImapSettings,
+    pub http: HttpSettings,
     pub tls: TlsSettings,
 }
 
@@ -361,6 +400,7 @@ impl Settings {
         let smtp: SmtpSection = section(&mut table, "smtp", &mut problems);
         let tls: TlsSection = section(&mut table, "tls", &mut problems);
         let imap: ImapSection = section(&mut table, "imap", &mut problems);
+        let http: HttpSection = section(&mut table, "http", &mut problems);
         for unknown in table.keys() {
             problems.push(Problem {
                 key: unknown.clone(),
@@ -470,6 +510,51 @@ impl Settings {
             max_connections: imap.max_connections,
             max_connections_per_minute: imap.max_connections_per_minute,
         };
+        let http_listen = env("MAILJOURNAL_HTTP_LISTEN")
+            .map(|v| (v, "MAILJOURNAL_HTTP_LISTEN"))
+            .unwrap_or((http.listen.clone(), "http.listen"));
+        let https_listen = env("MAILJOURNAL_HTTPS_LISTEN")
+            .map(|v| (v, "MAILJOURNAL_HTTPS_LISTEN"))
+            .unwrap_or((http.tls_listen.clone(), "http.tls_listen"));
+        let plain = listen_addr(&http_listen, &mut problems);
+        if let Some(addr) = plain.filter(|a| !a.ip().is_loopback()) {
+            problems.push(Problem {
+                key: http_listen.1.into(),
+                reason: format!(
+                    "{addr} is not a loopback address: plain HTTP would carry passwords and mail in the clear; use http.tls_listen"
+                ),
+            });
+        }
+        let tls_addr = listen_addr(&https_listen, &mut problems);
+        let base_url = if http.base_url.trim().is_empty() {
+            match (tls_addr, plain) {
+                (Some(a), _) => format!("https://{a}"),
+                (None, Some(a)) => format!("http://{a}"),
+                (None, None) => String::new(),
+            }
+        } else {
+            http.base_url.trim().trim_end_matches('/').to_owned()
+        };
+        if !base_url.is_empty()
+            && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+        {
+            problems.push(Problem {
+                key: "http.base_url".into(),
+                reason: format!("{base_url:?} must start with https:// or http://"),
+            });
+        }
+        if http.link_ttl < Duration::from_secs(60) {
+            problems.push(Problem {
+                key: "http.link_ttl".into(),
+                reason: "at least a minute".into(),
+            });
+        }
+        let http = HttpSettings {
+            listen: plain,
+            tls_listen: tls_addr,
+            base_url,
+            link_ttl: http.link_ttl,
+        };
         let smtp = validate_smtp(
             smtp,
             smtp_listen,
@@ -510,6 +595,7 @@ impl Settings {
             logging: ingest.logging,
             smtp,
             imap,
+            http,
             tls,
             junk: JunkSettings {
                 action: junk.action,

@@ -14,6 +14,7 @@ pub mod config;
 pub mod directory;
 pub mod imap;
 pub mod ingest;
+pub mod metrics;
 pub mod net;
 pub mod runtime;
 pub mod server;

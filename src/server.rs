@@ -56,6 +56,7 @@ pub struct Server {
     pub imaps_addr: Option<SocketAddr>,
     pub logging: Arc<LoggingSwitch>,
     pub tls_fingerprint: String,
+    pub metrics: Arc<crate::metrics::Metrics>,
     smtp_sessions: Vec<Gauge>,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
@@ -77,6 +78,7 @@ impl Server {
         let hard_stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         let logging = Arc::new(LoggingSwitch::new(settings.logging));
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let ctx = Arc::new(smtp::Context {
             settings: settings.smtp.clone(),
             max_message_size: settings.ingest.max_message_size,
@@ -88,6 +90,7 @@ impl Server {
             data_budget: Arc::new(Semaphore::new(DATA_BUDGET_BYTES / 1024)),
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
+            metrics: Arc::clone(&metrics),
         });
 
         let admin = crate::admin::socket::State {
@@ -104,6 +107,7 @@ impl Server {
             imaps_addr: None,
             logging,
             tls_fingerprint: tls.fingerprint.clone(),
+            metrics: Arc::clone(&metrics),
             smtp_sessions: Vec::new(),
             shutdown,
             hard_stop,
@@ -143,6 +147,7 @@ impl Server {
             tls: Some(Arc::clone(&tls.config)),
             throttle: Throttle::new(Duration::from_secs(600), 10),
             shutdown: server.shutdown.clone(),
+            metrics: Arc::clone(&metrics),
         });
         for (listener, local, implicit, what) in listeners {
             if what.starts_with("imap") {

@@ -47,6 +47,7 @@ pub struct Context {
     pub throttle: Throttle,
     /// Cancelled when the server stops: every session says BYE.
     pub shutdown: CancellationToken,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The largest literal a client may send (LOGIN passwords, SEARCH strings): nothing we accept
@@ -246,7 +247,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// Runs the session to its end.
-    pub async fn run(mut self, implicit_tls: bool) {
+    pub async fn run(self, implicit_tls: bool) {
+        let metrics = Arc::clone(&self.ctx.metrics);
+        metrics.imap_sessions.inc();
+        self.serve_session(implicit_tls).await;
+        metrics.imap_sessions.dec();
+    }
+
+    async fn serve_session(mut self, implicit_tls: bool) {
         if implicit_tls && !self.upgrade().await {
             return;
         }

@@ -39,6 +39,7 @@ pub struct Context {
     pub data_budget: Arc<Semaphore>,
     /// Cancelled when the server stops accepting: idle sessions say goodbye.
     pub shutdown: CancellationToken,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Cancelled when the shutdown grace period is over: every session ends.
     pub hard_stop: CancellationToken,
 }
@@ -147,6 +148,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// Runs the session to its end. With `implicit_tls`, TLS is negotiated before the greeting.
     pub async fn run(mut self, implicit_tls: bool) {
+        self.ctx.metrics.smtp_sessions.inc();
+        self.serve_session(implicit_tls).await;
+        self.ctx.metrics.smtp_sessions.dec();
+    }
+
+    async fn serve_session(&mut self, implicit_tls: bool) {
         if implicit_tls && !self.upgrade().await {
             return;
         }
@@ -688,6 +695,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let ingestor = self.ctx.ingestor.clone();
         let size = body.len();
+        let started = std::time::Instant::now();
         // Parsing and compressing a large message takes milliseconds: off the async workers
         // with it. A small one costs less than the hand-off to another thread would.
         let submitted = if size <= INLINE_ANALYSIS {
@@ -707,6 +715,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 );
             }
         };
+        self.ctx.metrics.ingest_latency.observe(started.elapsed());
         match result {
             Ok(Outcome::Stored { id, uid, .. })
             | Ok(Outcome::Duplicate { id, uid })

@@ -257,6 +257,7 @@ impl Gateway {
             .env("MAILJOURNAL_SMTP_LISTEN", "127.0.0.1:0")
             .env("MAILJOURNAL_IMAP_LISTEN", "127.0.0.1:0")
             .env("MAILJOURNAL_IMAPS_LISTEN", "127.0.0.1:0")
+            .env("MAILJOURNAL_HTTP_LISTEN", "127.0.0.1:0")
             .env("MAILJOURNAL_JOURNAL_ADDRESSES", "journal@contoso.com")
             .env("MAILJOURNAL_LOG", "info")
             .stderr(std::fs::File::create(&stderr_log).expect("log"))
@@ -442,6 +443,7 @@ fn the_cli_works_against_a_running_gateway_through_its_admin_socket() {
         .env("MAILJOURNAL_SMTP_LISTEN", "127.0.0.1:0")
         .env("MAILJOURNAL_IMAP_LISTEN", "127.0.0.1:0")
         .env("MAILJOURNAL_IMAPS_LISTEN", "127.0.0.1:0")
+        .env("MAILJOURNAL_HTTP_LISTEN", "127.0.0.1:0")
         .output()
         .expect("second serve");
     assert!(!second.status.success());

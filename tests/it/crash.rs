@@ -442,6 +442,7 @@ impl Server {
                 .env("MAILJOURNAL_SMTP_LISTEN", format!("127.0.0.1:{port}"))
                 .env("MAILJOURNAL_IMAP_LISTEN", "")
                 .env("MAILJOURNAL_IMAPS_LISTEN", "")
+                .env("MAILJOURNAL_HTTP_LISTEN", "")
                 .env("MAILJOURNAL_JOURNAL_ADDRESSES", JOURNAL)
                 .env_remove("MAILJOURNAL_SMTPS_LISTEN")
                 .env_remove("MAILJOURNAL_ORG_DOMAINS")

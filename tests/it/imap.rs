@@ -307,6 +307,7 @@ fn duplex_session(
         tls,
         throttle: mailjournal::auth::Throttle::new(Duration::from_secs(60), 10),
         shutdown: tokio_util::sync::CancellationToken::new(),
+        metrics: std::sync::Arc::default(),
     });
     let (client, server) = tokio::io::duplex(64 * 1024);
     let peer = peer.parse().expect("peer");

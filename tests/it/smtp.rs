@@ -440,6 +440,7 @@ impl Harness {
             data_budget: Arc::new(Semaphore::new(1024 * 1024)),
             shutdown: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
+            metrics: Arc::default(),
         };
         adjust(&mut ctx);
         Arc::new(ctx)

@@ -100,6 +100,7 @@ pub fn server_settings(data_dir: &Path) -> Settings {
     s.smtp.tls_listen = Some("127.0.0.1:0".parse().expect("addr"));
     s.imap.listen = Some("127.0.0.1:0".parse().expect("addr"));
     s.imap.tls_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    s.http.listen = Some("127.0.0.1:0".parse().expect("addr"));
     s.smtp.journal_addresses = vec!["journal@contoso.com".into()];
     s.smtp.hostname = "mx.test".into();
     s.smtp.shutdown_grace = std::time::Duration::from_secs(5);
