@@ -535,9 +535,8 @@ impl Settings {
         } else {
             http.base_url.trim().trim_end_matches('/').to_owned()
         };
-        if !base_url.is_empty()
-            && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
-        {
+        let scheme_ok = base_url.starts_with("http://") || base_url.starts_with("https://");
+        if !(base_url.is_empty() || scheme_ok) {
             problems.push(Problem {
                 key: "http.base_url".into(),
                 reason: format!("{base_url:?} must start with https:// or http://"),
