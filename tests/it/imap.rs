@@ -614,3 +614,43 @@ async fn a_salesperson_reaches_only_their_own_mail_by_every_route() {
     s.logout().await.expect("logout");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn contact_folders_with_non_ascii_names_travel_in_modified_utf7() {
+    const FROM_RENE: &[u8] = b"From: rene@fabrikam.com\r\nTo: alice@contoso.com\r\nSubject: hola\r\nMessage-ID: <utf7-1@fabrikam.com>\r\n\r\nhi\r\n";
+    let (_dir, server) = server_with(&[FROM_RENE]).await;
+    let archive = server.archive().expect("archive");
+    let fixture = crate::support::fixtures().join("directory");
+    let (contacts, _) = mailjournal::directory::parse_contacts(
+        std::fs::File::open(fixture.join("contacts.csv")).expect("fixture"),
+        "contacts.csv",
+    );
+    archive.put_directory(&[], &contacts).expect("directory");
+    let mut s = login(&server).await;
+    let names: Vec<String> = s
+        .list(Some("Contacts/"), Some("*"))
+        .await
+        .expect("list")
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("names")
+        .iter()
+        .map(|n| n.name().to_owned())
+        .collect();
+    // "René Ortiz": é is U+00E9, "AOk" in modified base64.
+    assert!(
+        names.contains(&"Contacts/Fabrikam/Ren&AOk- Ortiz".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"Contacts/(no company)/Pat Private".to_owned()),
+        "{names:?}"
+    );
+    let rene = s
+        .examine("Contacts/Fabrikam/Ren&AOk- Ortiz")
+        .await
+        .expect("examine");
+    assert_eq!(rene.exists, 1);
+    s.logout().await.expect("logout");
+    server.stop().await;
+}
