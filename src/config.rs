@@ -259,6 +259,177 @@ pub struct HttpSettings {
     pub link_ttl: Duration,
 }
 
+/// How a pull source connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullTls {
+    /// TLS from the first byte (IMAPS, usually port 993).
+    Implicit,
+    /// Plain, then STARTTLS before logging in (usually port 143).
+    Starttls,
+    /// No TLS: allowed only for a loopback host.
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PullSection {
+    name: String,
+    host: String,
+    port: Option<u16>,
+    #[serde(default = "default_pull_tls")]
+    tls: PullTls,
+    account: String,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    password_command: Option<String>,
+    #[serde(default)]
+    xoauth2_token_file: Option<PathBuf>,
+    #[serde(default)]
+    xoauth2_token_command: Option<String>,
+    #[serde(default = "default_queue_folder")]
+    queue_folder: String,
+    #[serde(default = "default_storage_folder")]
+    storage_folder: String,
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    poll_interval: Duration,
+    #[serde(default = "default_true")]
+    idle: bool,
+}
+
+fn default_pull_tls() -> PullTls {
+    PullTls::Implicit
+}
+fn default_queue_folder() -> String {
+    "INBOX".into()
+}
+fn default_storage_folder() -> String {
+    "Archive".into()
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Where a pull source's secret comes from: read afresh at every login, so a token can be
+/// renewed without a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullSecret {
+    Password(String),
+    PasswordFile(PathBuf),
+    PasswordCommand(String),
+    Xoauth2File(PathBuf),
+    Xoauth2Command(String),
+}
+
+/// One shared mailbox to pull journaled mail from, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullSettings {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub tls: PullTls,
+    pub account: String,
+    pub secret: PullSecret,
+    pub queue_folder: String,
+    pub storage_folder: String,
+    pub poll_interval: Duration,
+    pub idle: bool,
+}
+
+fn validate_pull(list: Vec<PullSection>, problems: &mut Vec<Problem>) -> Vec<PullSettings> {
+    let mut out: Vec<PullSettings> = Vec::new();
+    for (i, p) in list.into_iter().enumerate() {
+        let key = |field: &str| format!("pull[{i}].{field}");
+        let mut problem = |field: &str, reason: String| {
+            problems.push(Problem {
+                key: key(field),
+                reason,
+            })
+        };
+        if p.name.trim().is_empty() {
+            problem("name", "must not be empty".into());
+        } else if out.iter().any(|o| o.name == p.name) {
+            problem("name", format!("{:?} is used by two sources", p.name));
+        }
+        if p.host.trim().is_empty() {
+            problem("host", "must not be empty".into());
+        }
+        let loopback = p.host == "localhost"
+            || p.host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if p.tls == PullTls::None && !loopback {
+            problem(
+                "tls",
+                format!(
+                    "\"none\" is allowed only for a loopback host, not {:?}: the password would cross the network in the clear",
+                    p.host
+                ),
+            );
+        }
+        let secrets: Vec<PullSecret> = [
+            p.password.map(PullSecret::Password),
+            p.password_file.map(PullSecret::PasswordFile),
+            p.password_command.map(PullSecret::PasswordCommand),
+            p.xoauth2_token_file.map(PullSecret::Xoauth2File),
+            p.xoauth2_token_command.map(PullSecret::Xoauth2Command),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let secret = match secrets.len() {
+            1 => secrets.into_iter().next(),
+            0 => {
+                problem(
+                    "password",
+                    "give one of password, password_file, password_command, xoauth2_token_file, xoauth2_token_command".into(),
+                );
+                None
+            }
+            _ => {
+                problem("password", "give only one way to get the secret".into());
+                None
+            }
+        };
+        if p.queue_folder.trim().is_empty() || p.storage_folder.trim().is_empty() {
+            problem("queue_folder", "folders must not be empty".into());
+        } else if p.queue_folder == p.storage_folder {
+            problem(
+                "storage_folder",
+                "must differ from queue_folder: processed mail is moved there".into(),
+            );
+        }
+        if p.poll_interval < Duration::from_secs(1) {
+            problem("poll_interval", "at least one second".into());
+        }
+        let port = p.port.unwrap_or(match p.tls {
+            PullTls::Implicit => 993,
+            PullTls::Starttls | PullTls::None => 143,
+        });
+        if let Some(secret) = secret {
+            out.push(PullSettings {
+                name: p.name,
+                host: p.host,
+                port,
+                tls: p.tls,
+                account: p.account,
+                secret,
+                queue_folder: p.queue_folder,
+                storage_folder: p.storage_folder,
+                poll_interval: p.poll_interval,
+                idle: p.idle,
+            });
+        }
+    }
+    out
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct TlsSection {
@@ -344,6 +515,7 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub imap: ImapSettings,
     pub http: HttpSettings,
+    pub pull: Vec<PullSettings>,
     pub tls: TlsSettings,
 }
 
@@ -401,6 +573,24 @@ impl Settings {
         let tls: TlsSection = section(&mut table, "tls", &mut problems);
         let imap: ImapSection = section(&mut table, "imap", &mut problems);
         let http: HttpSection = section(&mut table, "http", &mut problems);
+        let pull: Vec<PullSection> = match table.remove("pull") {
+            None => Vec::new(),
+            Some(value) => match Vec::<PullSection>::deserialize(value) {
+                Ok(list) => list,
+                Err(e) => {
+                    problems.push(Problem {
+                        key: "pull".into(),
+                        reason: e
+                            .to_string()
+                            .split_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    });
+                    Vec::new()
+                }
+            },
+        };
+        let pull = validate_pull(pull, &mut problems);
         for unknown in table.keys() {
             problems.push(Problem {
                 key: unknown.clone(),
@@ -595,6 +785,7 @@ impl Settings {
             smtp,
             imap,
             http,
+            pull,
             tls,
             junk: JunkSettings {
                 action: junk.action,
@@ -873,5 +1064,56 @@ mod tests {
         let env = |name: &str| (name == "MAILJOURNAL_ORG_DOMAINS").then(|| " , ".to_owned());
         let err = Settings::from_toml(DEFAULT_CONFIG, "default", env).expect_err("invalid");
         assert_eq!(err.problems[0].key, "MAILJOURNAL_ORG_DOMAINS");
+    }
+}
+
+#[cfg(test)]
+mod pull_tests {
+    use super::*;
+
+    #[test]
+    fn pull_sources_are_validated() {
+        let text = r#"
+            [organization]
+            domains = ["contoso.com"]
+            [[pull]]
+            name = "exchange"
+            host = "mail.contoso.com"
+            account = "journal@contoso.com"
+            password_file = "/etc/mailjournal/pull.secret"
+            [[pull]]
+            name = "local"
+            host = "127.0.0.1"
+            port = 10143
+            tls = "none"
+            account = "journal"
+            password = "x"
+            storage_folder = "Done"
+            poll_interval = "5s"
+            idle = false
+        "#;
+        let s = Settings::from_toml(text, "t", |_| None).expect("valid");
+        assert_eq!(s.pull.len(), 2);
+        assert_eq!(s.pull[0].port, 993);
+        assert_eq!(s.pull[0].queue_folder, "INBOX");
+        assert_eq!(s.pull[0].storage_folder, "Archive");
+        assert_eq!(s.pull[1].tls, PullTls::None);
+
+        let bad = r#"
+            [organization]
+            domains = ["contoso.com"]
+            [[pull]]
+            name = "x"
+            host = "mail.contoso.com"
+            tls = "none"
+            account = "a"
+            queue_folder = "INBOX"
+            storage_folder = "INBOX"
+        "#;
+        let err = Settings::from_toml(bad, "t", |_| None).expect_err("invalid");
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"pull[0].tls"), "{err}");
+        assert!(keys.contains(&"pull[0].password"), "{err}");
+        assert!(keys.contains(&"pull[0].storage_folder"), "{err}");
     }
 }
