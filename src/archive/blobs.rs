@@ -34,11 +34,22 @@ pub fn compress(raw: &[u8]) -> io::Result<Vec<u8>> {
 
 /// Decompresses a blob whose raw size is known (from its record).
 pub fn decompress(compressed: &[u8], raw_size: u64) -> io::Result<Vec<u8>> {
+    thread_local! {
+        // A decompressor context per thread: serving many small messages (IMAP FETCH)
+        // would otherwise build one per message.
+        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
     let capacity = usize::try_from(raw_size)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "blob too large"))?;
-    let mut out = Vec::with_capacity(capacity);
-    zstd::stream::read::Decoder::new(compressed)?.read_to_end(&mut out)?;
-    Ok(out)
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let decompressor = match slot.as_mut() {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        decompressor.decompress(compressed, capacity)
+    })
 }
 
 pub struct BlobStore {

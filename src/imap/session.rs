@@ -54,6 +54,8 @@ pub struct Context {
 /// needs more, and APPEND is refused anyway.
 const MAX_LITERAL: u32 = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+/// Output is written once this much is queued (and whenever the session waits for input).
+const OUT_BUFFER: usize = 64 * 1024;
 
 enum State {
     NotAuthenticated,
@@ -96,6 +98,8 @@ pub struct Session<S> {
     /// The tag of a running AUTHENTICATE.
     authenticate: Option<Tag<'static>>,
     new_mail: tokio::sync::watch::Receiver<u32>,
+    /// Output not written yet.
+    out: Vec<u8>,
 }
 
 fn status_ok(tag: Tag<'static>, code: Option<Code<'static>>, t: &str) -> Status<'static> {
@@ -166,6 +170,20 @@ fn flag_fetch(bits: u8) -> Vec<FlagFetch<'static>> {
     flags
 }
 
+/// Whether a message sequence set names only messages that exist (RFC 3501 § 9: a number
+/// beyond the mailbox, or `*` in an empty one, is an error). UID sets may name anything.
+fn sequence_set_valid(set: &SequenceSet, exists: usize) -> bool {
+    use imap_next::imap_types::sequence::{SeqOrUid, Sequence};
+    let ok = |n: &SeqOrUid| match n {
+        SeqOrUid::Value(v) => usize::try_from(v.get()).is_ok_and(|v| v <= exists),
+        SeqOrUid::Asterisk => exists > 0,
+    };
+    set.0.as_ref().iter().all(|s| match s {
+        Sequence::Single(n) => ok(n),
+        Sequence::Range(a, b) => ok(a) && ok(b),
+    })
+}
+
 /// The tag at the start of bytes imap-codec could not parse, if it is one.
 fn leading_tag(bytes: &[u8]) -> Option<Tag<'static>> {
     let end = bytes
@@ -191,6 +209,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             idle: None,
             authenticate: None,
             new_mail,
+            out: Vec::new(),
         }
     }
 
@@ -284,14 +303,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let _ = self.conn.shutdown().await;
     }
 
+    /// Queues output; it is written when the buffer fills or before the session waits for
+    /// input, so a FETCH of many small items costs a few writes, not one per message.
     async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.out.extend_from_slice(bytes);
+        if self.out.len() >= OUT_BUFFER {
+            self.flush_out().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_out(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
         let timeout = self.ctx.settings.idle_timeout;
-        match tokio::time::timeout(timeout, async {
-            self.conn.write_all(bytes).await?;
+        let out = std::mem::take(&mut self.out);
+        let result = tokio::time::timeout(timeout, async {
+            self.conn.write_all(&out).await?;
             self.conn.flush().await
         })
-        .await
-        {
+        .await;
+        // Keep the allocation for the next responses, unless a huge literal grew it.
+        if out.capacity() <= 4 * OUT_BUFFER {
+            self.out = out;
+            self.out.clear();
+        }
+        match result {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::other("write timed out")),
         }
@@ -300,6 +338,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Reads more input; `None` when the session must end (EOF, timeout, shutdown). While
     /// IDLE or selected, new mail is announced as it is committed.
     async fn read(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if self.flush_out().await.is_err() {
+            return None;
+        }
         loop {
             let timeout = self.ctx.settings.idle_timeout;
             let shutdown = self.ctx.shutdown.clone();
@@ -315,7 +356,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     }
                     self.announce_new_mail();
                     // Send what was enqueued, then keep waiting.
-                    if self.drain().await.is_err() {
+                    if self.drain().await.is_err() || self.flush_out().await.is_err() {
                         return None;
                     }
                 }
@@ -337,6 +378,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if let Ok(bye) = Status::bye(None, why.to_owned()) {
             self.server.enqueue_status(bye);
             let _ = self.drain().await;
+            let _ = self.flush_out().await;
         }
     }
 
@@ -395,10 +437,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Event::GreetingSent { .. } => Flow::Continue,
             Event::ResponseSent { handle, .. } => {
                 if self.logout == Some(handle) {
+                    let _ = self.flush_out().await;
                     return Flow::Stop;
                 }
                 if self.starttls == Some(handle) {
                     self.starttls = None;
+                    if self.flush_out().await.is_err() {
+                        return Flow::Stop;
+                    }
                     if !self.upgrade().await {
                         return Flow::Stop;
                     }
@@ -565,6 +611,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             tracing::info!(account = %user, "IMAP login failed");
             tokio::time::sleep(delay).await;
             false
+        }
+    }
+
+    fn sequence_valid(&self, set: &SequenceSet) -> bool {
+        match &self.state {
+            State::Selected { folder, .. } => sequence_set_valid(set, folder.uids.len()),
+            _ => true,
         }
     }
 
@@ -753,6 +806,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             CommandBody::Move { .. } => {
                 self.status(cannot(tag, "MOVE"));
+            }
+            CommandBody::Fetch {
+                sequence_set, uid, ..
+            }
+            | CommandBody::Store {
+                sequence_set, uid, ..
+            } if !uid && !self.sequence_valid(&sequence_set) => {
+                self.status(status_bad(Some(tag), "Invalid message sequence number"));
             }
             CommandBody::Fetch {
                 sequence_set,

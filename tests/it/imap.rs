@@ -285,6 +285,12 @@ async fn transcript_read_only_and_malformed_commands() {
          C: a010 UID FETCH 1:4294967295 (UID FLAGS)
          S: * 1 FETCH (UID 1 FLAGS ())
          S: a010 OK
+         C: a012 FETCH 9 (FLAGS)
+         S: a012 BAD
+         C: a013 STORE 2:3 +FLAGS (\\Seen)
+         S: a013 BAD
+         C: a014 UID FETCH 9 (FLAGS)
+         S: a014 OK
          C: a011 LOGOUT
          S: * BYE
          S: a011 OK"
