@@ -12,6 +12,7 @@ pub mod classify;
 pub mod clock;
 pub mod config;
 pub mod directory;
+pub mod http;
 pub mod imap;
 pub mod ingest;
 pub mod metrics;

@@ -79,6 +79,14 @@ enum Command {
     },
     /// Check the whole setup before going live: configuration, certificate, directory.
     Validate,
+    /// Print a signed, expiring link to a message, for a CRM record.
+    Link {
+        /// The message's stable id, or its UID.
+        id: String,
+        /// How long the link stays valid (e.g. "90d"; default: http.link_ttl).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+    },
     /// The interaction log: one entry per salesperson–contact exchange.
     Log(LogArgs),
     /// Sales opportunities made from log entries.
@@ -202,6 +210,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logging { state } => Request::Logging { state },
         Command::Log(args) => Request::Log(args),
         Command::Validate => Request::Validate,
+        Command::Link { id, ttl } => Request::Link {
+            id,
+            ttl_seconds: ttl.map(|d| d.as_secs()),
+        },
         Command::Directory { command } => match command {
             DirectoryCommand::Import {
                 salespeople,

@@ -28,6 +28,8 @@ pub enum Error {
     Ingest(#[from] ingest::Error),
     #[error("{0}")]
     Admin(#[from] crate::admin::Error),
+    #[error("{0}")]
+    LinkKey(#[from] crate::http::KeyError),
     #[error("TLS: {0}")]
     Tls(#[from] tls::Error),
     #[error("cannot create the admin socket {path}: {source}")]
@@ -54,6 +56,8 @@ pub struct Server {
     pub smtps_addr: Option<SocketAddr>,
     pub imap_addr: Option<SocketAddr>,
     pub imaps_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
     pub logging: Arc<LoggingSwitch>,
     pub tls_fingerprint: String,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -93,18 +97,20 @@ impl Server {
             metrics: Arc::clone(&metrics),
         });
 
-        let admin = crate::admin::socket::State {
+        let mut admin = crate::admin::socket::State {
             archive: Arc::clone(&archive),
             settings: settings.clone(),
             ingestor: ingestor.clone(),
             logging: Arc::clone(&logging),
-            clock,
+            clock: Arc::clone(&clock),
         };
         let mut server = Server {
             smtp_addr: None,
             smtps_addr: None,
             imap_addr: None,
             imaps_addr: None,
+            http_addr: None,
+            https_addr: None,
             logging,
             tls_fingerprint: tls.fingerprint.clone(),
             metrics: Arc::clone(&metrics),
@@ -123,6 +129,8 @@ impl Server {
             (settings.smtp.tls_listen, true, "smtp.tls_listen"),
             (settings.imap.listen, false, "imap.listen"),
             (settings.imap.tls_listen, true, "imap.tls_listen"),
+            (settings.http.listen, false, "http.listen"),
+            (settings.http.tls_listen, true, "http.tls_listen"),
         ] {
             let Some(addr) = addr else { continue };
             let listener = TcpListener::bind(addr)
@@ -134,6 +142,15 @@ impl Server {
                     .map_err(|source| Error::Bind { addr, what, source })?;
             listeners.push((listener, local, implicit, what));
         }
+        let mut http_settings = settings.http.clone();
+        // Links name the address really bound (a configured port 0 is for tests).
+        for (_, local, implicit, what) in &listeners {
+            if what.starts_with("http") && http_settings.base_url.ends_with(":0") {
+                let scheme = if *implicit { "https" } else { "http" };
+                http_settings.base_url = format!("{scheme}://{local}");
+            }
+        }
+        admin.settings.http = http_settings.clone();
         let socket =
             crate::admin::socket::spawn(Arc::new(admin), &server.tracker, server.shutdown.clone())
                 .map_err(|source| Error::Socket {
@@ -149,7 +166,31 @@ impl Server {
             shutdown: server.shutdown.clone(),
             metrics: Arc::clone(&metrics),
         });
+        let http_ctx = Arc::new(crate::http::Context {
+            settings: http_settings,
+            archive: Arc::clone(&archive),
+            metrics: Arc::clone(&metrics),
+            throttle: Throttle::new(Duration::from_secs(600), 10),
+            tokens: crate::http::Tokens::load(&settings.data_dir)?,
+            clock: Arc::clone(&clock),
+        });
         for (listener, local, implicit, what) in listeners {
+            if what.starts_with("http") {
+                tracing::info!(addr = %local, tls = implicit, "HTTP listening");
+                crate::http::spawn(
+                    listener,
+                    Arc::clone(&http_ctx),
+                    implicit.then(|| Arc::clone(&tls.config)),
+                    server.tracker.clone(),
+                    server.shutdown.clone(),
+                );
+                if implicit {
+                    server.https_addr = Some(local);
+                } else {
+                    server.http_addr = Some(local);
+                }
+                continue;
+            }
             if what.starts_with("imap") {
                 tracing::info!(addr = %local, implicit_tls = implicit, "IMAP listening");
                 crate::imap::spawn(

@@ -114,6 +114,11 @@ pub enum Request {
     DirectoryRematch,
     /// Check the whole setup before going live.
     Validate,
+    /// A signed, expiring permalink for a message.
+    Link {
+        id: String,
+        ttl_seconds: Option<u64>,
+    },
     /// The interaction log.
     Log(LogArgs),
     /// Turn an entry into a sales opportunity.
@@ -317,6 +322,31 @@ pub fn execute(
             Ok(0)
         }
         Request::Validate => validate(target, out),
+        Request::Link { id, ttl_seconds } => {
+            let settings = &target.settings.http;
+            if settings.base_url.is_empty() {
+                return Err(Error::Usage(
+                    "no HTTP listener and no http.base_url: links would lead nowhere".into(),
+                ));
+            }
+            let record = find(target.archive, &id)?;
+            let ttl = ttl_seconds.unwrap_or(settings.link_ttl.as_secs());
+            let expires_at = target
+                .clock
+                .now()
+                .saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
+            let tokens = crate::http::Tokens::load(&target.settings.data_dir)
+                .map_err(|e| Error::Usage(e.to_string()))?;
+            let stable: StableId = record.id.parse().map_err(Error::Usage)?;
+            let token = tokens.issue(&stable, expires_at);
+            writeln!(
+                out,
+                "{}",
+                crate::http::link(&settings.base_url, &stable, &token)
+            )?;
+            writeln!(err, "valid until {}", clock::rfc3339(expires_at))?;
+            Ok(0)
+        }
         Request::Log(args) => {
             let filter = archive::EntryFilter {
                 contact: args.contact,

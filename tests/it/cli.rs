@@ -417,6 +417,23 @@ fn the_cli_works_against_a_running_gateway_through_its_admin_socket() {
     let out = mailjournal(&["user", "list"], data.path());
     assert_eq!(stdout(&out), "exchange\tsource\n");
 
+    // A signed link, minted by the CLI through the running gateway, opens the message
+    // over HTTP without an account (curl as an independent client).
+    let out = mailjournal(&["link", id], data.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let url = stdout(&out).trim().to_owned();
+    assert!(url.contains(&format!("/m/{id}?token=")), "{url}");
+    let fetched = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10", &url])
+        .output()
+        .expect("curl");
+    assert!(fetched.status.success(), "{}", stderr(&fetched));
+    let first_raw = mailjournal(&["show", id], data.path()).stdout;
+    assert_eq!(
+        fetched.stdout, first_raw,
+        "the link serves the message byte for byte"
+    );
+
     // SIGHUP reads the configuration again: its logging switch applies.
     let mut text = std::fs::read_to_string(&config).expect("config");
     text.push_str("\n[ingest]\nlogging = \"paused\"\n");

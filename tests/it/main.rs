@@ -4,6 +4,7 @@ mod archive;
 mod cli;
 mod crash;
 mod golden;
+mod http;
 mod imap;
 mod interop;
 mod log;
