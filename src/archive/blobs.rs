@@ -261,13 +261,17 @@ impl Packs {
     }
 }
 
-/// Reads a blob from a pack in `packs_dir`.
-pub fn read_pack(packs_dir: &Path, pack: u32, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+/// Opens a pack in `packs_dir` for reading.
+pub fn open_pack(packs_dir: &Path, pack: u32) -> io::Result<File> {
+    File::open(pack_path(packs_dir, pack))
+}
+
+/// Reads `len` bytes at `offset` of an open pack.
+pub fn read_at(file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let size = usize::try_from(len)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "blob too large"))?;
     let mut buf = vec![0u8; size];
-    let file = File::open(pack_path(packs_dir, pack))?;
     file.read_exact_at(&mut buf, offset)?;
     Ok(buf)
 }

@@ -18,6 +18,7 @@ pub mod users;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{
     Database, MultimapTable, ReadTransaction, ReadableDatabase, ReadableTable,
@@ -274,6 +275,8 @@ pub struct Archive {
     uidvalidity: u32,
     /// The next UID after the latest commit, for whoever waits for new mail (IMAP IDLE).
     committed: tokio::sync::watch::Sender<u32>,
+    /// Read handles of pack files.
+    open_packs: std::sync::Mutex<std::collections::HashMap<u32, Arc<std::fs::File>>>,
 }
 
 impl Archive {
@@ -364,6 +367,7 @@ impl Archive {
             packs_dir: dir.join("packs"),
             packs: std::sync::Mutex::new(packs),
             uidvalidity,
+            open_packs: std::sync::Mutex::default(),
             committed: tokio::sync::watch::Sender::new(u32::try_from(next_uid).unwrap_or(u32::MAX)),
         })
     }
@@ -544,11 +548,27 @@ impl Archive {
                 "reading message {uid} from {}",
                 self.blobs.path(hash).display()
             ))),
-            Storage::Pack { pack, offset } => {
-                blobs::read_pack(&self.packs_dir, pack, offset, record.stored_size)
-                    .map_err(io(format!("reading message {uid} from pack {pack}")))
-            }
+            Storage::Pack { pack, offset } => self
+                .read_pack(pack, offset, record.stored_size)
+                .map_err(io(format!("reading message {uid} from pack {pack}"))),
         }
+    }
+
+    /// Reads from a pack through a cached handle (serving many small messages would
+    /// otherwise open the pack once per message).
+    fn read_pack(&self, pack: u32, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        let file = {
+            let mut open = self.open_packs.lock().unwrap_or_else(|e| e.into_inner());
+            match open.get(&pack) {
+                Some(f) => Arc::clone(f),
+                None => {
+                    let f = Arc::new(blobs::open_pack(&self.packs_dir, pack)?);
+                    open.insert(pack, Arc::clone(&f));
+                    f
+                }
+            }
+        };
+        blobs::read_at(&file, offset, len)
     }
 
     /// Records matching `filter`, in UID order.

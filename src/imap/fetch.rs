@@ -1046,16 +1046,16 @@ fn istring(bytes: &[u8]) -> IString<'static> {
 }
 
 fn literal_istring(mut data: Vec<u8>) -> IString<'static> {
-    for b in &mut data {
-        if *b == 0 {
-            *b = 0x80;
+    // Only NUL is invalid in a literal; with every NUL replaced (as Dovecot does) the data
+    // is valid, and validating it again would read a large message once more.
+    if memchr::memchr(0, &data).is_some() {
+        for b in &mut data {
+            if *b == 0 {
+                *b = 0x80;
+            }
         }
     }
-    match Literal::try_from(data) {
-        Ok(l) => IString::Literal(l),
-        // Unreachable: only NUL is invalid in a literal.
-        Err(_) => IString::Quoted(Quoted::unvalidated("")),
-    }
+    IString::Literal(Literal::unvalidated(data))
 }
 
 /// Dovecot's `imap_append_nstring_nolf`: a line end followed by white space (folding) is
