@@ -17,6 +17,7 @@ pub mod imap;
 pub mod ingest;
 pub mod metrics;
 pub mod net;
+pub mod pull;
 pub mod runtime;
 pub mod server;
 pub mod smtp;

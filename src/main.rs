@@ -77,8 +77,15 @@ enum Command {
         #[command(subcommand)]
         command: DirectoryCommand,
     },
-    /// Check the whole setup before going live: configuration, certificate, directory.
+    /// Check the whole setup before going live: configuration, certificate, directory,
+    /// pull sources.
     Validate,
+    /// The running gateway's state: the logging switch and each pull source (last success,
+    /// backlog, last error).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a signed, expiring link to a message, for a CRM record.
     Link {
         /// The message's stable id, or its UID.
@@ -210,6 +217,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logging { state } => Request::Logging { state },
         Command::Log(args) => Request::Log(args),
         Command::Validate => Request::Validate,
+        Command::Status { json } => Request::Status { json },
         Command::Link { id, ttl } => Request::Link {
             id,
             ttl_seconds: ttl.map(|d| d.as_secs()),
@@ -284,6 +292,7 @@ fn dispatch(settings: &Settings, request: Request) -> anyhow::Result<i32> {
                 logging: None,
                 clock: &SystemClock,
                 progress: std::io::stderr().is_terminal(),
+                pull: None,
             };
             let code = admin::execute(request, &target, &mut out, &mut err)?;
             out.flush()?;
@@ -345,6 +354,9 @@ fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
                 _ = hup.recv() => match Settings::load(config) {
                     Ok(new) => {
                         server.logging.set(new.logging);
+                        if let Some(pull) = &server.pull {
+                            pull.lock().unwrap_or_else(|e| e.into_inner()).reload(&new.pull);
+                        }
                         tracing::info!(logging = %new.logging, "configuration reloaded");
                     }
                     Err(e) => tracing::error!("reload refused, keeping the running configuration: {e}"),

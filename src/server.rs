@@ -61,6 +61,9 @@ pub struct Server {
     pub logging: Arc<LoggingSwitch>,
     pub tls_fingerprint: String,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The pull sources (shared with the admin socket for `status`).
+    /// (Taken in `stop`: its pipeline handle must go before the committer can finish.)
+    pub pull: Option<Arc<std::sync::Mutex<crate::pull::Sources>>>,
     smtp_sessions: Vec<Gauge>,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
@@ -97,12 +100,23 @@ impl Server {
             metrics: Arc::clone(&metrics),
         });
 
+        let pull = Arc::new(std::sync::Mutex::new(crate::pull::Sources::start(
+            &settings.pull,
+            ingestor.clone(),
+            crate::pull::Options {
+                logging: Some(Arc::clone(&logging)),
+                ..Default::default()
+            },
+            &tracker,
+            &shutdown,
+        )));
         let mut admin = crate::admin::socket::State {
             archive: Arc::clone(&archive),
             settings: settings.clone(),
             ingestor: ingestor.clone(),
             logging: Arc::clone(&logging),
             clock: Arc::clone(&clock),
+            pull: Some(Arc::clone(&pull)),
         };
         let mut server = Server {
             smtp_addr: None,
@@ -114,6 +128,7 @@ impl Server {
             logging,
             tls_fingerprint: tls.fingerprint.clone(),
             metrics: Arc::clone(&metrics),
+            pull: Some(pull),
             smtp_sessions: Vec::new(),
             shutdown,
             hard_stop,
@@ -248,6 +263,9 @@ impl Server {
             self.hard_stop.cancel();
             self.tracker.wait().await;
         }
+        // Every pipeline handle must be gone for the committer to finish: ours, and the
+        // pull sources'.
+        self.pull = None;
         self.ingestor = None;
         if let Some(committer) = self.committer.take() {
             let _ = tokio::task::spawn_blocking(move || committer.join()).await;

@@ -114,6 +114,10 @@ pub enum Request {
     DirectoryRematch,
     /// Check the whole setup before going live.
     Validate,
+    /// The running gateway's state: logging switch and pull sources.
+    Status {
+        json: bool,
+    },
     /// A signed, expiring permalink for a message.
     Link {
         id: String,
@@ -173,6 +177,8 @@ pub struct Target<'a> {
     pub clock: &'a dyn Clock,
     /// Show progress bars (a local command on a terminal).
     pub progress: bool,
+    /// The running gateway's pull sources, when there is one.
+    pub pull: Option<&'a std::sync::Mutex<crate::pull::Sources>>,
 }
 
 /// Runs a command; returns the exit status. Problems the user should read go to `err`.
@@ -322,6 +328,34 @@ pub fn execute(
             Ok(0)
         }
         Request::Validate => validate(target, out),
+        Request::Status { json } => {
+            let Some(pull) = target.pull else {
+                writeln!(
+                    out,
+                    "the gateway is not running: no pull source is running ({} configured)",
+                    target.settings.pull.len()
+                )?;
+                return Ok(0);
+            };
+            let statuses = pull.lock().unwrap_or_else(|e| e.into_inner()).statuses();
+            let logging = target
+                .logging
+                .map_or(target.settings.logging, LoggingSwitch::get);
+            if json {
+                let v = serde_json::json!({ "logging": logging.to_string(), "pull": statuses });
+                serde_json::to_writer_pretty(&mut *out, &v).map_err(std::io::Error::other)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "logging: {logging}")?;
+                if statuses.is_empty() {
+                    writeln!(out, "pull sources: none configured")?;
+                }
+                for s in statuses {
+                    writeln!(out, "{}", s.render())?;
+                }
+            }
+            Ok(0)
+        }
         Request::Link { id, ttl_seconds } => {
             let settings = &target.settings.http;
             if settings.base_url.is_empty() {
@@ -762,6 +796,12 @@ fn validate(target: &Target<'_>, out: &mut dyn Write) -> Result<i32, Error> {
     }
     for p in directory::validate(directory.salespeople(), directory.contacts(), &settings.org) {
         problems.push(format!("directory: {p}"));
+    }
+    for source in &settings.pull {
+        match crate::pull::check_blocking(source) {
+            Ok(line) => writeln!(out, "pull source {}: {line}", source.name)?,
+            Err(e) => problems.push(format!("pull source {}: {e}", source.name)),
+        }
     }
     for p in &problems {
         writeln!(out, "problem: {p}")?;

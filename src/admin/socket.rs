@@ -38,6 +38,7 @@ pub struct State {
     pub ingestor: Ingestor,
     pub logging: Arc<LoggingSwitch>,
     pub clock: Arc<dyn Clock>,
+    pub pull: Option<Arc<std::sync::Mutex<crate::pull::Sources>>>,
 }
 
 /// Binds the socket (owner-only) and serves it until `shutdown`. The caller holds the
@@ -99,6 +100,7 @@ fn serve_one(stream: UnixStream, state: &State) -> io::Result<()> {
                 logging: Some(&state.logging),
                 clock: state.clock.as_ref(),
                 progress: false,
+                pull: state.pull.as_deref(),
             };
             match execute(request, &target, &mut out, &mut err) {
                 Ok(code) => code,

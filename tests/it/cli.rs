@@ -385,6 +385,8 @@ fn the_cli_works_against_a_running_gateway_through_its_admin_socket() {
     let out = mailjournal(&["verify"], data.path());
     assert!(out.status.success() && stdout(&out).contains("verified 2 messages: 0 problems"));
 
+    let out = mailjournal(&["status"], data.path());
+    assert_eq!(stdout(&out), "logging: on\npull sources: none configured\n");
     let out = mailjournal(&["logging", "pause"], data.path());
     assert!(
         stdout(&out).contains("logging is paused (was on)"),

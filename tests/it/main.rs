@@ -8,5 +8,6 @@ mod http;
 mod imap;
 mod interop;
 mod log;
+mod pull;
 mod smtp;
 mod support;
