@@ -715,20 +715,38 @@ fn directory_import(
     let open = |path: &PathBuf| {
         std::fs::File::open(path).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))
     };
+    let files = u64::from(salespeople.is_some()) + u64::from(contacts.is_some());
+    let bar = if target.progress {
+        let bar = indicatif::ProgressBar::new(files + 1);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:20}]") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let mut problems = Vec::new();
     let mut people = Vec::new();
+    bar.set_message("reading salespeople");
     if let Some(path) = &salespeople {
         let (p, mut found) = directory::parse_salespeople(open(path)?, &path.display().to_string());
         people = p;
         problems.append(&mut found);
     }
     let mut firms = Vec::new();
+    if salespeople.is_some() {
+        bar.inc(1);
+    }
+    bar.set_message("reading contacts");
     if let Some(path) = &contacts {
         let (c, mut found) = directory::parse_contacts(open(path)?, &path.display().to_string());
         firms = c;
         problems.append(&mut found);
     }
+    bar.inc(1);
+    bar.set_message("storing the directory");
     let counts = target.archive.put_directory(&people, &firms)?;
+    bar.finish_and_clear();
     let directory = load_directory(target.archive)?;
     let warnings = directory::validate(
         directory.salespeople(),
