@@ -16,7 +16,6 @@ use mailjournal::archive::{Account, Archive, EntryFilter, Role, StableId};
 use mailjournal::auth::{Throttle, hash_password};
 use mailjournal::clock::{Clock, FixedClock};
 use mailjournal::config::HttpSettings;
-use mailjournal::directory::{self, Directory};
 use mailjournal::http::{self, Context, Tokens};
 use mailjournal::ingest::{Envelope, Ingestor, Matcher, Outcome};
 use mailjournal::metrics::Metrics;
@@ -26,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::support::{fixtures, policy, test_certificate};
+use crate::support::{policy, test_certificate};
 
 const PASSWORD: &str = "correct horse battery";
 /// The server's clock: 2033-05-18, after every message.
@@ -85,19 +84,6 @@ Message-ID: <http-1@fabrikam.com>\r\n\
 \r\n\
 Could you quote 40 chairs?\r\n";
 
-fn directory_fixture() -> Directory {
-    let dir = fixtures().join("directory");
-    let (salespeople, _) = directory::parse_salespeople(
-        std::fs::File::open(dir.join("salespeople.csv")).expect("fixture"),
-        "salespeople.csv",
-    );
-    let (contacts, _) = directory::parse_contacts(
-        std::fs::File::open(dir.join("contacts.csv")).expect("fixture"),
-        "contacts.csv",
-    );
-    Directory::new(salespeople, contacts)
-}
-
 fn account(name: &str, role: Role, salesperson: Option<&str>) -> Account {
     Account {
         name: name.into(),
@@ -133,7 +119,7 @@ impl Gateway {
     async fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let archive = Arc::new(Archive::open(dir.path()).expect("open"));
-        let d = directory_fixture();
+        let d = crate::log::directory_fixture();
         archive
             .put_directory(d.salespeople(), d.contacts())
             .expect("directory");

@@ -52,6 +52,23 @@ pub async fn server_with(messages: &[&[u8]]) -> (tempfile::TempDir, Server) {
     (dir, server)
 }
 
+/// The names LIST gives for `reference` and `pattern`.
+async fn folder_names(
+    s: &mut async_imap::Session<TcpStream>,
+    reference: &str,
+    pattern: &str,
+) -> Vec<String> {
+    s.list(Some(reference), Some(pattern))
+        .await
+        .expect("list")
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("names")
+        .iter()
+        .map(|n| n.name().to_owned())
+        .collect()
+}
+
 pub async fn login(server: &Server) -> async_imap::Session<TcpStream> {
     let stream = TcpStream::connect(server.imap_addr.expect("imap"))
         .await
@@ -90,16 +107,7 @@ async fn folders_uids_flags_and_idle() {
     let (_dir, server) = server_with(&[PLAIN, OUTBOUND]).await;
     let mut s = login(&server).await;
 
-    let names: Vec<String> = s
-        .list(Some(""), Some("*"))
-        .await
-        .expect("list")
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("names")
-        .iter()
-        .map(|n| n.name().to_owned())
-        .collect();
+    let names: Vec<String> = folder_names(&mut s, "", "*").await;
     for want in [
         "INBOX",
         "Inbound",
@@ -534,17 +542,9 @@ async fn a_salesperson_reaches_only_their_own_mail_by_every_route() {
     const FROM_BOB: &[u8] = b"From: bob@contoso.com\r\nTo: buyer@fabrikam.com\r\nSubject: from bob\r\nMessage-ID: <acl-2@contoso.com>\r\n\r\nbob only\r\n";
     let (_dir, server) = server_with(&[TO_ALICE, FROM_BOB]).await;
     let archive = server.archive().expect("archive");
-    let fixture = crate::support::fixtures().join("directory");
-    let (salespeople, _) = mailjournal::directory::parse_salespeople(
-        std::fs::File::open(fixture.join("salespeople.csv")).expect("fixture"),
-        "salespeople.csv",
-    );
-    let (contacts, _) = mailjournal::directory::parse_contacts(
-        std::fs::File::open(fixture.join("contacts.csv")).expect("fixture"),
-        "contacts.csv",
-    );
+    let directory = crate::log::directory_fixture();
     archive
-        .put_directory(&salespeople, &contacts)
+        .put_directory(directory.salespeople(), directory.contacts())
         .expect("directory");
     let mut alice = Account {
         name: "alice".into(),
@@ -568,16 +568,7 @@ async fn a_salesperson_reaches_only_their_own_mail_by_every_route() {
         .expect("login");
 
     // Folder listing: her own salesperson folder, nobody else's, and no Junk.
-    let names: Vec<String> = s
-        .list(Some(""), Some("*"))
-        .await
-        .expect("list")
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("names")
-        .iter()
-        .map(|n| n.name().to_owned())
-        .collect();
+    let names: Vec<String> = folder_names(&mut s, "", "*").await;
     assert!(
         names.contains(&"Salespeople/Alice Seller".to_owned()),
         "{names:?}"
@@ -626,23 +617,12 @@ async fn contact_folders_with_non_ascii_names_travel_in_modified_utf7() {
     const FROM_RENE: &[u8] = b"From: rene@fabrikam.com\r\nTo: alice@contoso.com\r\nSubject: hola\r\nMessage-ID: <utf7-1@fabrikam.com>\r\n\r\nhi\r\n";
     let (_dir, server) = server_with(&[FROM_RENE]).await;
     let archive = server.archive().expect("archive");
-    let fixture = crate::support::fixtures().join("directory");
-    let (contacts, _) = mailjournal::directory::parse_contacts(
-        std::fs::File::open(fixture.join("contacts.csv")).expect("fixture"),
-        "contacts.csv",
-    );
-    archive.put_directory(&[], &contacts).expect("directory");
+    let directory = crate::log::directory_fixture();
+    archive
+        .put_directory(&[], directory.contacts())
+        .expect("directory");
     let mut s = login(&server).await;
-    let names: Vec<String> = s
-        .list(Some("Contacts/"), Some("*"))
-        .await
-        .expect("list")
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("names")
-        .iter()
-        .map(|n| n.name().to_owned())
-        .collect();
+    let names: Vec<String> = folder_names(&mut s, "Contacts/", "*").await;
     // "René Ortiz": é is U+00E9, "AOk" in modified base64.
     assert!(
         names.contains(&"Contacts/Fabrikam/Ren&AOk- Ortiz".to_owned()),

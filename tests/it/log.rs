@@ -11,7 +11,8 @@ use mailjournal::ingest::{Envelope, Ingestor, Matcher};
 use crate::golden::RECEIVED_AT;
 use crate::support::{fixtures, mailjournal, policy};
 
-fn directory_fixture() -> Directory {
+/// The directory of `fixtures/directory/` (its good lines).
+pub fn directory_fixture() -> Directory {
     let dir = fixtures().join("directory");
     let (salespeople, _) = directory::parse_salespeople(
         std::fs::File::open(dir.join("salespeople.csv")).expect("fixture"),
