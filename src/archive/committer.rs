@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::{Archive, Error, NewMessage, PutOutcome, Reclassify, Staged};
+use super::{Archive, Error, Hooks, NewMessage, PutOutcome, Staged};
 
 /// Messages per commit at most: bounds the transaction and the latency of its first member.
 const MAX_BATCH: usize = 512;
@@ -65,7 +65,7 @@ pub type Pending = oneshot::Receiver<Result<PutOutcome, Arc<Error>>>;
 impl Committer {
     pub fn start(
         archive: Arc<Archive>,
-        reclassify: Box<Reclassify>,
+        hooks: Box<dyn Hooks>,
     ) -> Result<(Self, JoinHandle<()>), Error> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let worker = Arc::clone(&archive);
@@ -73,7 +73,7 @@ impl Committer {
         let worker_queued = Arc::clone(&queued);
         let handle = std::thread::Builder::new()
             .name("mailjournal-stage".into())
-            .spawn(move || run(worker, reclassify, rx, worker_queued))
+            .spawn(move || run(worker, hooks, rx, worker_queued))
             .map_err(|source| Error::Io {
                 what: "starting the commit threads".into(),
                 source,
@@ -114,14 +114,14 @@ struct StagedBatch {
 /// The staging thread: gathers waiting jobs into a batch, writes and syncs its blobs, and
 /// hands it to the commit thread, which commits the previous batch meanwhile: the pack's
 /// fsync and the database's fsync of consecutive batches overlap.
-fn run(archive: Arc<Archive>, reclassify: Box<Reclassify>, rx: Receiver<Job>, queued: Arc<Queued>) {
+fn run(archive: Arc<Archive>, hooks: Box<dyn Hooks>, rx: Receiver<Job>, queued: Arc<Queued>) {
     let (to_commit, commits) = mpsc::sync_channel::<StagedBatch>(1);
     let committer = {
         let archive = Arc::clone(&archive);
         let queued = Arc::clone(&queued);
         std::thread::Builder::new()
             .name("mailjournal-commit".into())
-            .spawn(move || commit_loop(&archive, &*reclassify, &commits, &queued))
+            .spawn(move || commit_loop(&archive, &*hooks, &commits, &queued))
     };
     let committer = match committer {
         Ok(handle) => handle,
@@ -169,14 +169,14 @@ fn run(archive: Arc<Archive>, reclassify: Box<Reclassify>, rx: Receiver<Job>, qu
 
 fn commit_loop(
     archive: &Archive,
-    reclassify: &Reclassify,
+    hooks: &dyn Hooks,
     batches: &Receiver<StagedBatch>,
     queued: &Queued,
 ) {
     while let Ok(batch) = batches.recv() {
         let span = tracing::debug_span!("commit", messages = batch.staged.len());
         let _guard = span.enter();
-        let result = archive.commit_staged(batch.staged, reclassify);
+        let result = archive.commit_staged(batch.staged, hooks);
         queued.release(batch.bytes);
         match result {
             Ok(outcomes) => {

@@ -219,9 +219,6 @@ pub trait Hooks: Send + Sync {
     fn pairs(&self, sender: Option<&str>, recipients: &Recipients) -> Vec<(String, String)>;
 }
 
-/// The hooks as the commit path takes them.
-pub type Reclassify = dyn Hooks;
-
 /// Which records `list` returns.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -389,10 +386,10 @@ impl Archive {
     pub fn put_batch(
         &self,
         items: Vec<NewMessage>,
-        reclassify: &Reclassify,
+        hooks: &dyn Hooks,
     ) -> Result<Vec<PutOutcome>, Error> {
         let staged = self.stage(items)?;
-        self.commit_staged(staged, reclassify)
+        self.commit_staged(staged, hooks)
     }
 
     /// First stage of a commit: writes the blobs of the messages not archived yet (small ones
@@ -456,7 +453,7 @@ impl Archive {
     pub fn commit_staged(
         &self,
         staged: Staged,
-        reclassify: &Reclassify,
+        hooks: &dyn Hooks,
     ) -> Result<Vec<PutOutcome>, Error> {
         let txn = self.db.begin_write().db()?;
         let mut outcomes = Vec::with_capacity(staged.items.len());
@@ -465,8 +462,8 @@ impl Archive {
             for (item, storage) in staged.items {
                 let existing = w.ids.get(item.id.as_str()).db()?.map(|g| g.value());
                 let outcome = match (existing, storage) {
-                    (Some(uid), _) => w.merge(uid, item, reclassify)?,
-                    (None, Some(storage)) => w.insert(item, storage, reclassify)?,
+                    (Some(uid), _) => w.merge(uid, item, hooks)?,
+                    (None, Some(storage)) => w.insert(item, storage, hooks)?,
                     (None, None) => {
                         return Err(Error::Corrupt {
                             uid: 0,
@@ -830,7 +827,7 @@ impl<'t> Writer<'t> {
         &mut self,
         item: NewMessage,
         storage: Storage,
-        hooks: &Reclassify,
+        hooks: &dyn Hooks,
     ) -> Result<PutOutcome, Error> {
         let uid = get_u64(&self.meta, META_NEXT_UID)?.unwrap_or(1);
         let uid = u32::try_from(uid).map_err(|_| Error::UidsExhausted)?;
@@ -912,7 +909,7 @@ impl<'t> Writer<'t> {
         &mut self,
         uid: u32,
         item: NewMessage,
-        reclassify: &Reclassify,
+        hooks: &dyn Hooks,
     ) -> Result<PutOutcome, Error> {
         let Some(bytes) = self.messages.get(uid).db()?.map(|g| g.value().to_vec()) else {
             return Err(Error::Corrupt {
@@ -933,8 +930,7 @@ impl<'t> Writer<'t> {
             if let Some(sender) = &record.meta.sender {
                 self.addresses.insert(sender.as_str(), uid).db()?;
             }
-            let direction =
-                reclassify.classify(record.meta.sender.as_deref(), &record.meta.recipients);
+            let direction = hooks.classify(record.meta.sender.as_deref(), &record.meta.recipients);
             if direction != record.meta.direction {
                 if !record.is_junk() {
                     self.directions

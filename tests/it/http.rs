@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mailjournal::archive::{Account, Archive, EntryFilter, Role, StableId};
-use mailjournal::auth::{Throttle, hash_password};
+use mailjournal::auth::Throttle;
 use mailjournal::clock::{Clock, FixedClock};
 use mailjournal::config::HttpSettings;
 use mailjournal::http::{self, Context, Tokens};
@@ -85,14 +85,7 @@ Message-ID: <http-1@fabrikam.com>\r\n\
 Could you quote 40 chairs?\r\n";
 
 fn account(name: &str, role: Role, salesperson: Option<&str>) -> Account {
-    Account {
-        name: name.into(),
-        password_hash: hash_password(PASSWORD).expect("hash"),
-        roles: vec![role],
-        created: 0,
-        salesperson: salesperson.map(str::to_owned),
-        grants: Vec::new(),
-    }
+    crate::support::account(name, PASSWORD, role, salesperson)
 }
 
 /// An archive with the fixture directory, five messages and a duplicate, accounts `admin`,

@@ -7,8 +7,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use lettre::address::Envelope as LettreEnvelope;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use mailjournal::archive::{Account, Role};
-use mailjournal::auth::hash_password;
+use mailjournal::archive::Role;
 use mailjournal::clock::SystemClock;
 use mailjournal::server::Server;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -26,14 +25,12 @@ pub async fn server_with(messages: &[&[u8]]) -> (tempfile::TempDir, Server) {
         .expect("server starts");
     let archive = server.archive().expect("archive");
     archive
-        .put_account(&Account {
-            name: "auditor".into(),
-            password_hash: hash_password(PASSWORD).expect("hash"),
-            roles: vec![Role::Auditor],
-            created: 0,
-            salesperson: None,
-            grants: Vec::new(),
-        })
+        .put_account(&crate::support::account(
+            "auditor",
+            PASSWORD,
+            Role::Auditor,
+            None,
+        ))
         .expect("account");
     let smtp = server.smtp_addr.expect("smtp");
     let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
@@ -342,14 +339,12 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> String {
 async fn passwords_need_tls_off_loopback_and_starttls_drops_injected_plaintext() {
     let t = crate::support::TestArchive::new();
     t.archive()
-        .put_account(&Account {
-            name: "auditor".into(),
-            password_hash: hash_password(PASSWORD).expect("hash"),
-            roles: vec![Role::Auditor],
-            created: 0,
-            salesperson: None,
-            grants: Vec::new(),
-        })
+        .put_account(&crate::support::account(
+            "auditor",
+            PASSWORD,
+            Role::Auditor,
+            None,
+        ))
         .expect("account");
     let certs = tempfile::tempdir().expect("tempdir");
     let (tls, cert_pem) = crate::support::test_certificate(certs.path());
@@ -546,14 +541,7 @@ async fn a_salesperson_reaches_only_their_own_mail_by_every_route() {
     archive
         .put_directory(directory.salespeople(), directory.contacts())
         .expect("directory");
-    let mut alice = Account {
-        name: "alice".into(),
-        password_hash: hash_password(PASSWORD).expect("hash"),
-        roles: vec![Role::Salesperson],
-        created: 0,
-        salesperson: Some("AS".into()),
-        grants: Vec::new(),
-    };
+    let mut alice = crate::support::account("alice", PASSWORD, Role::Salesperson, Some("AS"));
     archive.put_account(&alice).expect("account");
 
     let stream = TcpStream::connect(server.imap_addr.expect("imap"))

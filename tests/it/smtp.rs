@@ -9,8 +9,8 @@ use lettre::address::Envelope as LettreEnvelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use mailjournal::archive::{Account, Archive, Filter, Role};
-use mailjournal::auth::{Throttle, hash_password};
+use mailjournal::archive::{Archive, Filter, Role};
+use mailjournal::auth::Throttle;
 use mailjournal::clock::SystemClock;
 use mailjournal::config::{Logging, Settings};
 use mailjournal::runtime::LoggingSwitch;
@@ -169,14 +169,12 @@ async fn sources_outside_the_allow_list_must_authenticate() {
     server
         .archive()
         .expect("archive")
-        .put_account(&Account {
-            name: "exchange".into(),
-            password_hash: hash_password("s3cret pass").expect("hash"),
-            roles: vec![Role::Source],
-            created: 0,
-            salesperson: None,
-            grants: Vec::new(),
-        })
+        .put_account(&crate::support::account(
+            "exchange",
+            "s3cret pass",
+            Role::Source,
+            None,
+        ))
         .expect("account");
     let addr = server.smtp_addr.expect("smtp");
 
@@ -687,14 +685,12 @@ async fn transcript_auth_failures_are_delayed_and_end_the_session() {
     let h = Harness::new();
     h.archive
         .archive()
-        .put_account(&Account {
-            name: "exchange".into(),
-            password_hash: hash_password("right").expect("hash"),
-            roles: vec![Role::Source],
-            created: 0,
-            salesperson: None,
-            grants: Vec::new(),
-        })
+        .put_account(&crate::support::account(
+            "exchange",
+            "right",
+            Role::Source,
+            None,
+        ))
         .expect("account");
     let mut c = h.connect(
         h.context(|ctx| ctx.settings.allow_networks.clear()),

@@ -121,3 +121,20 @@ pub fn test_certificate(dir: &Path) -> (mailjournal::config::TlsSettings, String
         generated.cert.pem(),
     )
 }
+
+/// An account with one role and a password (hashed here).
+pub fn account(
+    name: &str,
+    password: &str,
+    role: mailjournal::archive::Role,
+    salesperson: Option<&str>,
+) -> mailjournal::archive::Account {
+    mailjournal::archive::Account {
+        name: name.into(),
+        password_hash: mailjournal::auth::hash_password(password).expect("hash"),
+        roles: vec![role],
+        created: 0,
+        salesperson: salesperson.map(str::to_owned),
+        grants: Vec::new(),
+    }
+}
