@@ -3,7 +3,7 @@
 //! that exists under its name is complete and durable.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::id::BlobHash;
@@ -105,11 +105,18 @@ impl BlobStore {
         Ok(dir)
     }
 
-    pub fn read(&self, hash: &BlobHash) -> io::Result<Vec<u8>> {
-        let mut f = File::open(self.path(hash))?;
-        let mut buf = Vec::new();
-        f.read_to_end(&mut buf)?;
-        Ok(buf)
+    /// The compressed blob, `len` bytes (its size as recorded; a file of another size is an
+    /// error, not a short or long read).
+    pub fn read(&self, hash: &BlobHash, len: u64) -> io::Result<Vec<u8>> {
+        let f = File::open(self.path(hash))?;
+        let actual = f.metadata()?.len();
+        if actual != len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the file has {actual} bytes, the record says {len}"),
+            ));
+        }
+        read_at(&f, 0, len)
     }
 
     /// Every file under `objects/`: blobs by hash, and anything else (left-over temporary

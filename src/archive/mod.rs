@@ -30,7 +30,7 @@ pub use committer::{Committer, Pending};
 pub use folders::{FLAG_FLAGGED, FLAG_SEEN, FolderQuery};
 pub use id::{BlobHash, StableId};
 pub use log::{Entry, EntryFilter, ImportCounts, Opportunity};
-pub use record::{Flag, Meta, Party, Record, Storage};
+pub use record::{Flag, Location, Meta, Party, Record, Storage};
 pub use users::{Account, Role};
 
 use crate::classify::Direction;
@@ -527,26 +527,43 @@ impl Archive {
         }
     }
 
-    /// The message's exact original bytes.
-    pub fn raw(&self, record: &Record) -> Result<Vec<u8>, Error> {
-        let hash = BlobHash::from_hex(&record.blob).ok_or_else(|| Error::Corrupt {
-            uid: record.uid,
-            reason: format!("blob name {:?} is not a hash", record.blob),
-        })?;
-        let compressed = self.compressed(record, &hash)?;
-        blobs::decompress(&compressed, record.size)
-            .map_err(io(format!("decompressing message {}", record.uid)))
+    /// Where the messages with these UIDs are (`None` for a UID with no message), read in
+    /// one transaction.
+    pub fn locations(&self, uids: &[u32]) -> Result<Vec<Option<Location>>, Error> {
+        let txn = self.read()?;
+        let t = txn.open_table(MESSAGES).db()?;
+        uids.iter()
+            .map(|&uid| {
+                t.get(uid).db()?.map(|g| decode_as(uid, g.value())).transpose()
+            })
+            .collect()
     }
 
-    fn compressed(&self, record: &Record, hash: &BlobHash) -> Result<Vec<u8>, Error> {
-        let uid = record.uid;
-        match record.storage {
-            Storage::File => self.blobs.read(hash).map_err(io(format!(
+    /// The message's exact original bytes.
+    pub fn raw(&self, record: &Record) -> Result<Vec<u8>, Error> {
+        self.raw_at(&record.location())
+    }
+
+    /// The exact original bytes of the message at `loc`.
+    pub fn raw_at(&self, loc: &Location) -> Result<Vec<u8>, Error> {
+        let hash = BlobHash::from_hex(&loc.blob).ok_or_else(|| Error::Corrupt {
+            uid: loc.uid,
+            reason: format!("blob name {:?} is not a hash", loc.blob),
+        })?;
+        let compressed = self.compressed(loc, &hash)?;
+        blobs::decompress(&compressed, loc.size)
+            .map_err(io(format!("decompressing message {}", loc.uid)))
+    }
+
+    fn compressed(&self, loc: &Location, hash: &BlobHash) -> Result<Vec<u8>, Error> {
+        let uid = loc.uid;
+        match loc.storage {
+            Storage::File => self.blobs.read(hash, loc.stored_size).map_err(io(format!(
                 "reading message {uid} from {}",
                 self.blobs.path(hash).display()
             ))),
             Storage::Pack { pack, offset } => self
-                .read_pack(pack, offset, record.stored_size)
+                .read_pack(pack, offset, loc.stored_size)
                 .map_err(io(format!("reading message {uid} from pack {pack}"))),
         }
     }
@@ -707,7 +724,7 @@ impl Archive {
             if record.storage == Storage::File {
                 referenced.insert(hash);
             }
-            let raw = self.compressed(&record, &hash).and_then(|c| {
+            let raw = self.compressed(&record.location(), &hash).and_then(|c| {
                 blobs::decompress(&c, record.size)
                     .map_err(io(format!("message {uid}: decompressing blob")))
             });
@@ -757,6 +774,11 @@ fn is_party(record: &Record, address: &str) -> bool {
 }
 
 fn decode(uid: u32, bytes: &[u8]) -> Result<Record, Error> {
+    decode_as(uid, bytes)
+}
+
+/// A stored record, or the part of it that `T` names.
+fn decode_as<T: serde::de::DeserializeOwned>(uid: u32, bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
         uid,
         reason: e.to_string(),

@@ -157,6 +157,36 @@ fn one() -> u32 {
     1
 }
 
+/// Where a message's bytes are, and what FETCH needs besides them: the part of a record that
+/// serving a message reads. Decoded from the same stored record, skipping everything else,
+/// so sending a message never costs decoding its metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Location {
+    pub uid: u32,
+    /// BLAKE3 (hex) of the raw bytes.
+    pub blob: String,
+    pub storage: Storage,
+    /// Raw size in bytes.
+    pub size: u64,
+    /// Compressed size in bytes.
+    pub stored_size: u64,
+    /// When the gateway received it (Unix seconds): IMAP's INTERNALDATE.
+    pub received_at: i64,
+}
+
+impl Record {
+    pub fn location(&self) -> Location {
+        Location {
+            uid: self.uid,
+            blob: self.blob.clone(),
+            storage: self.storage,
+            size: self.size,
+            stored_size: self.stored_size,
+            received_at: self.meta.received_at,
+        }
+    }
+}
+
 impl Record {
     pub fn has_flag(&self, flag: Flag) -> bool {
         self.meta.flags.contains(&flag)

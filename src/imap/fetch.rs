@@ -77,15 +77,19 @@ use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName, Section
 use imap_next::imap_types::flag::FlagFetch;
 use imap_next::imap_types::response::{Data, Response};
 
-use crate::archive::Record;
 
 /// One message as FETCH sees it.
-pub struct FetchSource<'a> {
+pub struct FetchSource {
     /// Its UID (the archive's ingest sequence number).
     pub uid: u32,
-    pub record: &'a Record,
-    /// The exact original bytes; `None` when [`needs_raw`] said they are not needed.
-    pub raw: Option<&'a [u8]>,
+    /// When the gateway received it (Unix seconds): INTERNALDATE.
+    pub received_at: i64,
+    /// Its size in bytes: RFC822.SIZE.
+    pub size: u64,
+    /// The exact original bytes; `None` when [`needs_raw`] said they are not needed. Owned,
+    /// so that `BODY[]` (the whole message, what every sync client fetches) can become the
+    /// literal without a copy.
+    pub raw: Option<Vec<u8>>,
     /// The user's flags on it (`\Seen`, `\Flagged`), already decided by the session.
     pub flags: Vec<FlagFetch<'static>>,
 }
@@ -104,15 +108,17 @@ pub enum Error {
 /// Whether any of `items` needs the message bytes (ENVELOPE, BODY[...], BODYSTRUCTURE, ...),
 /// as opposed to the record alone (UID, FLAGS, INTERNALDATE, RFC822.SIZE).
 pub fn needs_raw(items: &[MessageDataItemName<'_>]) -> bool {
-    items.iter().any(|i| {
-        !matches!(
-            i,
-            MessageDataItemName::Uid
-                | MessageDataItemName::Flags
-                | MessageDataItemName::InternalDate
-                | MessageDataItemName::Rfc822Size
-        )
-    })
+    items.iter().any(item_needs_raw)
+}
+
+fn item_needs_raw(item: &MessageDataItemName<'_>) -> bool {
+    !matches!(
+        item,
+        MessageDataItemName::Uid
+            | MessageDataItemName::Flags
+            | MessageDataItemName::InternalDate
+            | MessageDataItemName::Rfc822Size
+    )
 }
 
 /// Whether fetching `items` sets `\Seen` (BODY[...] without PEEK, RFC822, RFC822.TEXT).
@@ -132,43 +138,55 @@ pub fn sets_seen(items: &[MessageDataItemName<'_>]) -> bool {
 /// holds one copy of that data.
 pub fn fetch_items(
     items: &[MessageDataItemName<'_>],
-    src: &FetchSource<'_>,
+    mut src: FetchSource,
 ) -> Result<Vec<MessageDataItem<'static>>, Error> {
     let mut out = Vec::with_capacity(items.len());
     let mut tree: Option<Node> = None;
-    for item in items {
+    // The last item that reads the bytes may take them, when it sends them whole.
+    let last_reader = items.iter().rposition(item_needs_raw);
+    for (n, item) in items.iter().enumerate() {
+        let whole = Some(n) == last_reader;
         let value = match item {
             MessageDataItemName::Uid => {
                 MessageDataItem::Uid(NonZeroU32::new(src.uid).unwrap_or(NonZeroU32::MIN))
             }
             MessageDataItemName::Flags => MessageDataItem::Flags(src.flags.clone()),
             MessageDataItemName::InternalDate => {
-                let date = internal_date(src.record.meta.received_at).or_else(|| internal_date(0));
+                let date = internal_date(src.received_at).or_else(|| internal_date(0));
                 match date {
                     Some(date) => MessageDataItem::InternalDate(date),
                     None => continue,
                 }
             }
             MessageDataItemName::Rfc822Size => {
-                MessageDataItem::Rfc822Size(u32::try_from(src.record.size).unwrap_or(u32::MAX))
+                MessageDataItem::Rfc822Size(u32::try_from(src.size).unwrap_or(u32::MAX))
             }
             MessageDataItemName::Envelope => {
-                let raw = raw_of(src)?;
+                let raw = raw_of(&src)?;
                 let header_end = Parser::new(raw).scan_header(0).0;
                 MessageDataItem::Envelope(envelope(raw, 0, header_end))
             }
             MessageDataItemName::Body => {
-                let raw = raw_of(src)?;
+                let raw = raw_of(&src)?;
                 MessageDataItem::Body(structure(raw, parsed(&mut tree, raw), false))
             }
             MessageDataItemName::BodyStructure => {
-                let raw = raw_of(src)?;
+                let raw = raw_of(&src)?;
                 MessageDataItem::BodyStructure(structure(raw, parsed(&mut tree, raw), true))
             }
             MessageDataItemName::BodyExt {
+                section: None,
+                partial: None,
+                ..
+            } if whole => MessageDataItem::BodyExt {
+                section: None,
+                origin: None,
+                data: NString(Some(literal_istring(take_raw(&mut src)?))),
+            },
+            MessageDataItemName::BodyExt {
                 section, partial, ..
             } => {
-                let raw = raw_of(src)?;
+                let raw = raw_of(&src)?;
                 let data = section_data(raw, section.as_ref(), &mut tree);
                 MessageDataItem::BodyExt {
                     section: section.as_ref().map(response_section),
@@ -176,21 +194,24 @@ pub fn fetch_items(
                     data: literal(apply_partial(data, *partial)),
                 }
             }
-            MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(literal(raw_of(src)?.into())),
+            MessageDataItemName::Rfc822 if whole => {
+                MessageDataItem::Rfc822(NString(Some(literal_istring(take_raw(&mut src)?))))
+            }
+            MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(literal(raw_of(&src)?.into())),
             MessageDataItemName::Rfc822Header => {
-                let raw = raw_of(src)?;
+                let raw = raw_of(&src)?;
                 let header_end = Parser::new(raw).scan_header(0).0;
                 MessageDataItem::Rfc822Header(literal(sub(raw, 0, header_end).into()))
             }
             MessageDataItemName::Rfc822Text => {
-                let raw = raw_of(src)?;
+                let raw = raw_of(&src)?;
                 let header_end = Parser::new(raw).scan_header(0).0;
                 MessageDataItem::Rfc822Text(literal(sub(raw, header_end, raw.len()).into()))
             }
             MessageDataItemName::Binary {
                 section, partial, ..
             } => {
-                let raw = raw_of(src)?;
+                let raw = raw_of(&src)?;
                 let data = binary_data(raw, section, &mut tree)?;
                 MessageDataItem::Binary {
                     section: section.clone(),
@@ -198,7 +219,7 @@ pub fn fetch_items(
                 }
             }
             MessageDataItemName::BinarySize { section } => {
-                let raw = raw_of(src)?;
+                let raw = raw_of(&src)?;
                 let size = binary_size(raw, section, &mut tree)?;
                 MessageDataItem::BinarySize {
                     section: section.clone(),
@@ -215,8 +236,13 @@ pub fn fetch_items(
     Ok(out)
 }
 
-fn raw_of<'a>(src: &FetchSource<'a>) -> Result<&'a [u8], Error> {
-    src.raw.ok_or(Error::RawMissing)
+fn raw_of(src: &FetchSource) -> Result<&[u8], Error> {
+    src.raw.as_deref().ok_or(Error::RawMissing)
+}
+
+/// The bytes themselves, for the last item that reads them.
+fn take_raw(src: &mut FetchSource) -> Result<Vec<u8>, Error> {
+    src.raw.take().ok_or(Error::RawMissing)
 }
 
 fn parsed<'t>(slot: &'t mut Option<Node>, raw: &[u8]) -> &'t Node {
@@ -1897,22 +1923,6 @@ mod tests {
     use imap_next::imap_types::flag::Flag;
 
     use super::*;
-    use crate::archive::{Meta, Storage};
-
-    fn record(size: usize) -> Record {
-        Record {
-            v: 1,
-            uid: 7,
-            id: "id-7".to_owned(),
-            blob: String::new(),
-            storage: Storage::File,
-            size: size as u64,
-            stored_size: 0,
-            copies: 1,
-            // 2023-11-14 22:13:20 UTC
-            meta: Meta::arrived(1_700_000_000),
-        }
-    }
 
     /// The data item names of `FETCH 1 <items>`, as imap-codec parses them.
     fn names(items: &str) -> Vec<MessageDataItemName<'static>> {
@@ -1938,14 +1948,15 @@ mod tests {
     }
 
     fn fetch_raw(raw: Option<&[u8]>, items: &str) -> Result<Vec<MessageDataItem<'static>>, Error> {
-        let record = record(raw.map_or(0, <[u8]>::len));
         let src = FetchSource {
             uid: 7,
-            record: &record,
-            raw,
+            // 2023-11-14 22:13:20 UTC
+            received_at: 1_700_000_000,
+            size: raw.map_or(0, <[u8]>::len) as u64,
+            raw: raw.map(<[u8]>::to_vec),
             flags: vec![FlagFetch::Flag(Flag::Seen)],
         };
-        fetch_items(&names(items), &src)
+        fetch_items(&names(items), src)
     }
 
     /// The untagged FETCH response for `items` of message `raw`, as sent on the wire.

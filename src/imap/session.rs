@@ -17,7 +17,7 @@ use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName,
 };
 use imap_next::imap_types::flag::{
-    Flag, FlagFetch, FlagNameAttribute, FlagPerm, StoreResponse, StoreType,
+    Flag, FlagNameAttribute, FlagPerm, StoreResponse, StoreType,
 };
 use imap_next::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_next::imap_types::response::{
@@ -31,6 +31,7 @@ use imap_next::{Interrupt, Io, State as _};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+use super::loader::{self, flag_fetch};
 use super::{fetch, mailbox, search};
 use crate::access::{self, Access};
 use crate::archive::{Archive, FLAG_FLAGGED, FLAG_SEEN, FolderQuery, Role};
@@ -157,17 +158,6 @@ fn to_mailbox(name: &str) -> Option<Mailbox<'static>> {
 
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
-}
-
-fn flag_fetch(bits: u8) -> Vec<FlagFetch<'static>> {
-    let mut flags = Vec::new();
-    if bits & FLAG_SEEN != 0 {
-        flags.push(FlagFetch::Flag(Flag::Seen));
-    }
-    if bits & FLAG_FLAGGED != 0 {
-        flags.push(FlagFetch::Flag(Flag::Flagged));
-    }
-    flags
 }
 
 /// Whether a message sequence set names only messages that exist (RFC 3501 § 9: a number
@@ -304,8 +294,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// Queues output; it is written when the buffer fills or before the session waits for
-    /// input, so a FETCH of many small items costs a few writes, not one per message.
+    /// input, so a FETCH of many small items costs a few writes, not one per message. A
+    /// large piece (a message) goes out as it is, after what is queued, not copied again.
     async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if bytes.len() >= OUT_BUFFER {
+            self.flush_out().await?;
+            return self.write_now(bytes).await;
+        }
         self.out.extend_from_slice(bytes);
         if self.out.len() >= OUT_BUFFER {
             self.flush_out().await?;
@@ -317,18 +312,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let timeout = self.ctx.settings.idle_timeout;
         let out = std::mem::take(&mut self.out);
+        let result = self.write_now(&out).await;
+        // Keep the allocation for the next responses.
+        self.out = out;
+        self.out.clear();
+        result
+    }
+
+    /// Writes `bytes` to the client, within the idle timeout.
+    async fn write_now(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let timeout = self.ctx.settings.idle_timeout;
         let result = tokio::time::timeout(timeout, async {
-            self.conn.write_all(&out).await?;
+            self.conn.write_all(bytes).await?;
             self.conn.flush().await
         })
         .await;
-        // Keep the allocation for the next responses, unless a huge literal grew it.
-        if out.capacity() <= 4 * OUT_BUFFER {
-            self.out = out;
-            self.out.clear();
-        }
         match result {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::other("write timed out")),
@@ -1095,93 +1094,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return;
         };
         let user = user.clone();
-        let positions = search::resolve(set, &folder.uids, by_uid);
-        let cheap = items
-            .iter()
-            .all(|i| matches!(i, MessageDataItemName::Uid | MessageDataItemName::Flags));
-        let needs_raw = fetch::needs_raw(&items);
+        // Decide sequence numbers and flags here, in order; the answers are built from this.
         let marks_seen = fetch::sets_seen(&items) && !folder.read_only;
         let mut seen_now = Vec::new();
-        let mut unknown_cte = false;
-        let archive = Arc::clone(&self.ctx.archive);
-        // Work on a snapshot so `self` is free for sending.
-        let uids: Vec<(usize, u32)> = positions
-            .iter()
-            .filter_map(|&i| folder.uids.get(i).map(|u| (i, *u)))
-            .collect();
-        for (i, uid) in uids {
-            let seq = nz(u32::try_from(i + 1).unwrap_or(u32::MAX));
-            let State::Selected { folder, .. } = &mut self.state else {
-                return;
-            };
-            let mut bits = folder.flags.get(&uid).copied().unwrap_or(0);
-            let newly_seen = marks_seen && bits & FLAG_SEEN == 0;
-            if newly_seen {
-                bits |= FLAG_SEEN;
-                folder.flags.insert(uid, bits);
-                seen_now.push((uid, bits));
-            }
-            let out: Vec<MessageDataItem<'static>> = if cheap {
-                items
-                    .iter()
-                    .map(|i| match i {
-                        MessageDataItemName::Uid => MessageDataItem::Uid(nz(uid)),
-                        _ => MessageDataItem::Flags(flag_fetch(bits)),
-                    })
-                    .collect()
-            } else {
-                let record = match archive.get(uid) {
-                    Ok(Some(r)) => r,
-                    _ => continue,
-                };
-                let raw = if needs_raw {
-                    match archive.raw(&record) {
-                        Ok(raw) => Some(raw),
-                        Err(e) => {
-                            tracing::error!(uid, error = %e, "cannot read a message for FETCH");
-                            continue;
-                        }
-                    }
-                } else {
-                    None
-                };
-                let src = fetch::FetchSource {
-                    uid,
-                    record: &record,
-                    raw: raw.as_deref(),
-                    flags: flag_fetch(bits),
-                };
-                match fetch::fetch_items(&items, &src) {
-                    Ok(out) => out,
-                    Err(fetch::Error::UnknownCte) => {
-                        unknown_cte = true;
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::error!(uid, error = %e, "FETCH failed");
-                        continue;
-                    }
+        let plan: Vec<loader::Planned> = search::resolve(set, &folder.uids, by_uid)
+            .into_iter()
+            .filter_map(|i| {
+                let uid = *folder.uids.get(i)?;
+                let mut bits = folder.flags.get(&uid).copied().unwrap_or(0);
+                let newly_seen = marks_seen && bits & FLAG_SEEN == 0;
+                if newly_seen {
+                    bits |= FLAG_SEEN;
+                    folder.flags.insert(uid, bits);
+                    seen_now.push((uid, bits));
                 }
-            };
-            // RFC 3501: a FETCH that sets \Seen reports the new flags.
-            let mut out = out;
-            if newly_seen && !items.contains(&MessageDataItemName::Flags) {
-                out.push(MessageDataItem::Flags(flag_fetch(bits)));
-            }
-            let Ok(items_out) = Vec1::try_from(out) else {
-                continue;
-            };
-            if self
-                .send_data(Data::Fetch {
+                let seq = nz(u32::try_from(i + 1).unwrap_or(u32::MAX));
+                Some(loader::Planned {
                     seq,
-                    items: items_out,
+                    uid,
+                    bits,
+                    newly_seen,
                 })
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
+            })
+            .collect();
+        let job = loader::Job::new(Arc::clone(&self.ctx.archive), items, plan);
+        let outcome = if job.needs_archive() {
+            self.send_loaded(job).await
+        } else {
+            self.send_cheap(&job).await
+        };
+        let Some(unknown_cte) = outcome else {
+            return; // the connection is gone
+        };
         if let Err(e) = self.ctx.archive.set_account_flags(&user, &seen_now) {
             tracing::error!(error = %e, "cannot store \\Seen flags");
         }
@@ -1194,6 +1138,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         } else {
             self.status(status_ok(tag, None, "FETCH completed"));
         }
+    }
+
+    /// Answers UID and FLAGS from the session's own state. `None`: the connection failed.
+    async fn send_cheap(&mut self, job: &loader::Job) -> Option<bool> {
+        for (seq, items) in job.cheap() {
+            self.send_data(Data::Fetch { seq, items }).await.ok()?;
+        }
+        Some(false)
+    }
+
+    /// Answers from the archive, batches loading while earlier ones are written. `None`:
+    /// the connection failed; else whether a BINARY part had an unknown transfer encoding.
+    async fn send_loaded(&mut self, job: loader::Job) -> Option<bool> {
+        let mut pipeline = loader::Pipeline::new(job);
+        let mut unknown_cte = false;
+        while let Some(batch) = pipeline.next_batch().await {
+            unknown_cte |= batch.unknown_cte;
+            for (seq, items) in batch.answers {
+                self.send_data(Data::Fetch { seq, items }).await.ok()?;
+            }
+        }
+        Some(unknown_cte)
     }
 
     async fn handle_search(
