@@ -170,6 +170,12 @@ impl Job {
     }
 }
 
+fn batch_bytes(part: &[Located]) -> u64 {
+    part.iter()
+        .map(|(_, loc)| loc.as_ref().map_or(0, |l| l.size))
+        .sum()
+}
+
 /// Splits located messages into batches of about [`BATCH_BYTES`] (a larger message makes a
 /// batch of its own).
 fn take_batch(located: &mut VecDeque<Located>) -> Vec<Located> {
@@ -253,8 +259,15 @@ impl Pipeline {
             let job = Arc::clone(&self.job);
             if job.needs_raw {
                 let part = take_batch(&mut self.located);
-                let task = tokio::task::spawn_blocking(move || job.load(part));
-                self.loading.push_back(Slot::Loading(task));
+                // The whole (small) answer, nothing to overlap with: a hand-off to another
+                // thread would cost more than it saves (one message, as sync clients ask).
+                let last = self.located.is_empty() && self.next >= job.plan.len();
+                if last && self.loading.is_empty() && batch_bytes(&part) <= BATCH_BYTES {
+                    self.loading.push_back(Slot::Ready(job.load(part)));
+                } else {
+                    let task = tokio::task::spawn_blocking(move || job.load(part));
+                    self.loading.push_back(Slot::Loading(task));
+                }
             } else {
                 let part: Vec<Located> = self.located.drain(..).collect();
                 self.loading.push_back(Slot::Ready(job.load(part)));
