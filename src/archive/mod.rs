@@ -26,7 +26,7 @@ use redb::{
 };
 use serde::Serialize;
 
-pub use committer::{Committer, Pending};
+pub use committer::{Arrival, Committer, Pending};
 pub use folders::{FLAG_FLAGGED, FLAG_SEEN, FolderQuery};
 pub use id::{BlobHash, StableId};
 pub use log::{Entry, EntryFilter, ImportCounts, Opportunity};
@@ -534,7 +534,10 @@ impl Archive {
         let t = txn.open_table(MESSAGES).db()?;
         uids.iter()
             .map(|&uid| {
-                t.get(uid).db()?.map(|g| decode_as(uid, g.value())).transpose()
+                t.get(uid)
+                    .db()?
+                    .map(|g| decode_as(uid, g.value()))
+                    .transpose()
             })
             .collect()
     }

@@ -77,7 +77,6 @@ use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName, Section
 use imap_next::imap_types::flag::FlagFetch;
 use imap_next::imap_types::response::{Data, Response};
 
-
 /// One message as FETCH sees it.
 pub struct FetchSource {
     /// Its UID (the archive's ingest sequence number).

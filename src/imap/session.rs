@@ -16,9 +16,7 @@ use imap_next::imap_types::extensions::namespace::Namespace;
 use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName,
 };
-use imap_next::imap_types::flag::{
-    Flag, FlagNameAttribute, FlagPerm, StoreResponse, StoreType,
-};
+use imap_next::imap_types::flag::{Flag, FlagNameAttribute, FlagPerm, StoreResponse, StoreType};
 use imap_next::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_next::imap_types::response::{
     Capability, Code, CodeOther, CommandContinuationRequest, Data, Greeting, Status,

@@ -503,6 +503,12 @@ impl Ingestor {
         }
     }
 
+    /// Announces a message whose data is being received, so that concurrent messages can
+    /// share a commit; drop the guard once it is submitted or abandoned.
+    pub fn arriving(&self) -> archive::Arrival {
+        self.committer.arriving()
+    }
+
     /// Ingests one message and waits until it is durable (for callers off an async runtime).
     pub fn ingest_blocking(&self, raw: &[u8], envelope: &Envelope) -> Result<Outcome, Error> {
         self.submit(raw, envelope)?.wait_blocking()

@@ -117,6 +117,8 @@ pub struct Session<S> {
     held: Option<OwnedSemaphorePermit>,
     /// Set once the client is mid-message (DATA or BDAT): shutdown waits for it.
     in_message: bool,
+    /// Held while a message's data is coming in: lets concurrent messages share a commit.
+    arriving: Option<crate::archive::Arrival>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -143,6 +145,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             body: Vec::new(),
             held: None,
             in_message: false,
+            arriving: None,
         }
     }
 
@@ -463,6 +466,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.drop_body();
         self.tx = None;
         self.in_message = false;
+        self.arriving = None;
     }
 
     fn error(&mut self, reply: Reply) -> Step {
@@ -508,6 +512,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Some(false) => {
                     self.mode = Mode::Data(DataReceiver::new());
                     self.in_message = true;
+                    self.arriving = Some(self.ctx.ingestor.arriving());
                     self.body = Vec::new();
                     self.push(Reply::new(
                         354,
@@ -549,6 +554,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         if !self.in_message {
                             self.body = Vec::new();
                             self.in_message = true;
+                            self.arriving = Some(self.ctx.ingestor.arriving());
                         }
                         let start = self.body.len();
                         self.mode =
@@ -698,10 +704,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let started = std::time::Instant::now();
         // Parsing and compressing a large message takes milliseconds: off the async workers
         // with it. A small one costs less than the hand-off to another thread would.
+        let arrival = self.arriving.take();
         let submitted = if size <= INLINE_ANALYSIS {
-            Ok(ingestor.submit(&body, &envelope))
+            let submitted = ingestor.submit(&body, &envelope);
+            drop(arrival);
+            Ok(submitted)
         } else {
-            tokio::task::spawn_blocking(move || ingestor.submit(&body, &envelope)).await
+            tokio::task::spawn_blocking(move || {
+                let submitted = ingestor.submit(&body, &envelope);
+                drop(arrival);
+                submitted
+            })
+            .await
         };
         let result = match submitted {
             Ok(Ok(pending)) => pending.wait().await,

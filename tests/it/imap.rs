@@ -628,3 +628,62 @@ async fn contact_folders_with_non_ascii_names_travel_in_modified_utf7() {
     s.logout().await.expect("logout");
     server.stop().await;
 }
+
+/// A FETCH of many messages is answered in batches loaded ahead of the writer: every
+/// message comes back once, in sequence order, byte-exact, including ones far larger than a
+/// batch, and a FETCH that sets `\Seen` does so (and says so) for every one of them.
+#[tokio::test]
+async fn a_long_fetch_answers_every_message_in_order_byte_exact() {
+    let messages: Vec<Vec<u8>> = (0..150)
+        .map(|i| {
+            // Mostly small messages; every 50th is larger than a whole batch.
+            let lines = if i % 50 == 7 { 5000 } else { 20 + i % 13 };
+            let mut m = format!(
+                "From: Marta <marta@fabrikam.com>\r\nTo: alice@contoso.com\r\n\
+                 Subject: batch {i}\r\nDate: Fri, 20 Nov 2026 10:00:00 +0000\r\n\
+                 Message-ID: <batch-{i}@fabrikam.com>\r\n\r\n"
+            );
+            for n in 0..lines {
+                m.push_str(&format!("Message {i}, line {n}: the quick brown fox.\r\n"));
+            }
+            m.into_bytes()
+        })
+        .collect();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let (_dir, server) = server_with(&refs).await;
+    let mut s = login(&server).await;
+    s.select("INBOX").await.expect("select");
+
+    let sizes: Vec<_> = s
+        .uid_fetch("1:*", "(RFC822.SIZE)")
+        .await
+        .expect("fetch")
+        .try_collect()
+        .await
+        .expect("items");
+    let sizes: Vec<u32> = sizes.iter().filter_map(|f| f.size).collect();
+    let expected: Vec<u32> = messages.iter().map(|m| m.len() as u32).collect();
+    assert_eq!(sizes, expected, "RFC822.SIZE of every message, in order");
+
+    let fetched: Vec<_> = s
+        .fetch("1:*", "(UID BODY[])")
+        .await
+        .expect("fetch")
+        .try_collect()
+        .await
+        .expect("items");
+    assert_eq!(fetched.len(), messages.len(), "one answer per message");
+    for (n, (f, m)) in fetched.iter().zip(&messages).enumerate() {
+        assert_eq!(f.message, n as u32 + 1, "sequence order");
+        assert_eq!(f.body(), Some(m.as_slice()), "message {n} byte-exact");
+        assert!(
+            f.flags()
+                .any(|x| matches!(x, async_imap::types::Flag::Seen)),
+            "message {n}: the FETCH that set \\Seen reports it"
+        );
+    }
+    let status = s.status("INBOX", "(UNSEEN)").await.expect("status");
+    assert_eq!(status.unseen, Some(0), "every message is \\Seen now");
+    s.logout().await.expect("logout");
+    server.stop().await;
+}
