@@ -49,6 +49,18 @@ pub async fn server_with(messages: &[&[u8]]) -> (tempfile::TempDir, Server) {
     (dir, server)
 }
 
+/// Every answer of a command that streams them (FETCH, STORE); panics if it fails.
+async fn answers<T, S>(started: async_imap::error::Result<S>) -> Vec<T>
+where
+    S: futures::Stream<Item = async_imap::error::Result<T>>,
+{
+    started
+        .expect("command accepted")
+        .try_collect()
+        .await
+        .expect("every answer")
+}
+
 /// The names LIST gives for `reference` and `pattern`.
 async fn folder_names(
     s: &mut async_imap::Session<TcpStream>,
@@ -129,25 +141,13 @@ async fn folders_uids_flags_and_idle() {
         Some(uidvalidity),
         "one UIDVALIDITY everywhere"
     );
-    let fetched: Vec<_> = s
-        .uid_fetch("1:4294967295", "(UID FLAGS)")
-        .await
-        .expect("fetch")
-        .try_collect()
-        .await
-        .expect("items");
+    let fetched = answers(s.uid_fetch("1:4294967295", "(UID FLAGS)").await).await;
     assert_eq!(fetched.len(), 1);
     assert_eq!(fetched[0].uid, Some(2), "the same UID in every folder");
     assert_eq!(fetched[0].message, 1, "sequence numbers are per folder");
 
     s.select("Inbound").await.expect("select");
-    let stored: Vec<_> = s
-        .store("1", "+FLAGS (\\Seen \\Flagged)")
-        .await
-        .expect("store")
-        .try_collect()
-        .await
-        .expect("items");
+    let stored = answers(s.store("1", "+FLAGS (\\Seen \\Flagged)").await).await;
     assert_eq!(stored.len(), 1);
     let status = s
         .status("Inbound", "(MESSAGES UNSEEN UIDNEXT)")
@@ -502,22 +502,10 @@ async fn fetch_body_is_byte_exact_and_sets_seen_only_without_peek() {
     let (_dir, server) = server_with(&[PLAIN]).await;
     let mut s = login(&server).await;
     s.select("INBOX").await.expect("select");
-    let peeked: Vec<_> = s
-        .fetch("1", "(FLAGS BODY.PEEK[])")
-        .await
-        .expect("fetch")
-        .try_collect()
-        .await
-        .expect("items");
+    let peeked = answers(s.fetch("1", "(FLAGS BODY.PEEK[])").await).await;
     assert_eq!(peeked[0].body(), Some(PLAIN), "byte-exact");
     assert_eq!(peeked[0].flags().count(), 0, "PEEK leaves \\Seen alone");
-    let read: Vec<_> = s
-        .fetch("1", "BODY[TEXT]")
-        .await
-        .expect("fetch")
-        .try_collect()
-        .await
-        .expect("items");
+    let read = answers(s.fetch("1", "BODY[TEXT]").await).await;
     assert_eq!(read[0].text(), Some(b"Hello Alice.\r\n".as_slice()));
     assert!(
         read[0]
@@ -579,13 +567,7 @@ async fn a_salesperson_reaches_only_their_own_mail_by_every_route() {
 
     // FETCH of a guessed UID, and SEARCH.
     s.select("INBOX").await.expect("select");
-    let guessed: Vec<_> = s
-        .uid_fetch("2", "(BODY.PEEK[])")
-        .await
-        .expect("fetch")
-        .try_collect()
-        .await
-        .expect("items");
+    let guessed = answers(s.uid_fetch("2", "(BODY.PEEK[])").await).await;
     assert!(guessed.is_empty(), "UID 2 is bob's: nothing comes back");
     let all = s.uid_search("ALL").await.expect("search");
     assert_eq!(all.into_iter().collect::<Vec<_>>(), [1]);
@@ -654,24 +636,12 @@ async fn a_long_fetch_answers_every_message_in_order_byte_exact() {
     let mut s = login(&server).await;
     s.select("INBOX").await.expect("select");
 
-    let sizes: Vec<_> = s
-        .uid_fetch("1:*", "(RFC822.SIZE)")
-        .await
-        .expect("fetch")
-        .try_collect()
-        .await
-        .expect("items");
+    let sizes = answers(s.uid_fetch("1:*", "(RFC822.SIZE)").await).await;
     let sizes: Vec<u32> = sizes.iter().filter_map(|f| f.size).collect();
     let expected: Vec<u32> = messages.iter().map(|m| m.len() as u32).collect();
     assert_eq!(sizes, expected, "RFC822.SIZE of every message, in order");
 
-    let fetched: Vec<_> = s
-        .fetch("1:*", "(UID BODY[])")
-        .await
-        .expect("fetch")
-        .try_collect()
-        .await
-        .expect("items");
+    let fetched = answers(s.fetch("1:*", "(UID BODY[])").await).await;
     assert_eq!(fetched.len(), messages.len(), "one answer per message");
     for (n, (f, m)) in fetched.iter().zip(&messages).enumerate() {
         assert_eq!(f.message, n as u32 + 1, "sequence order");
