@@ -600,7 +600,7 @@ fn stats(archive: &Archive, json: bool, out: &mut dyn Write) -> Result<i32, Erro
     writeln!(out, "next uid:       {}", s.next_uid)?;
     writeln!(
         out,
-        "size:           {} raw, {} compressed, {} on disk",
+        "size:           {} raw, {} stored, {} on disk",
         bytesize(s.raw_bytes),
         bytesize(s.stored_bytes),
         bytesize(s.disk_bytes)

@@ -127,7 +127,7 @@ impl Committer {
     /// Queues a message; await (or `blocking_recv`) the result. Blocks while the queue is
     /// full (by count or by bytes): call it off the async runtime.
     pub fn submit(&self, item: NewMessage) -> Result<Pending, Error> {
-        self.queued.reserve(item.compressed_size());
+        self.queued.reserve(item.stored_size());
         let (reply, pending) = oneshot::channel();
         self.tx
             .send(Job { item, reply })
@@ -169,7 +169,7 @@ fn run(
         }
     };
     while let Ok(first) = rx.recv() {
-        let mut bytes = first.item.compressed_size();
+        let mut bytes = first.item.stored_size();
         let mut jobs = vec![first];
         // Take whatever else is waiting, and what is on its way (a lone message goes at once).
         let deadline = Instant::now() + GATHER;
@@ -177,7 +177,7 @@ fn run(
             while jobs.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                 match rx.try_recv() {
                     Ok(job) => {
-                        bytes += job.item.compressed_size();
+                        bytes += job.item.stored_size();
                         jobs.push(job);
                     }
                     Err(_) => break,
@@ -190,7 +190,7 @@ fn run(
             }
             match rx.recv_timeout((deadline - now).min(GATHER_POLL)) {
                 Ok(job) => {
-                    bytes += job.item.compressed_size();
+                    bytes += job.item.stored_size();
                     jobs.push(job);
                 }
                 Err(RecvTimeoutError::Timeout) => {}

@@ -30,7 +30,7 @@ pub use committer::{Arrival, Committer, Pending};
 pub use folders::{FLAG_FLAGGED, FLAG_SEEN, FolderQuery};
 pub use id::{BlobHash, StableId};
 pub use log::{Entry, EntryFilter, ImportCounts, Opportunity};
-pub use record::{Flag, Location, Meta, Party, Record, Storage};
+pub use record::{Compression, Flag, Location, Meta, Party, Record, Storage};
 pub use users::{Account, Role};
 
 use crate::classify::Direction;
@@ -139,31 +139,35 @@ impl Counter {
     }
 }
 
-/// A message ready to store: its identity, metadata and compressed bytes. Built by
-/// [`NewMessage::prepare`] off the commit path, so compression runs in parallel.
+/// A message ready to store: its identity, metadata and stored (usually compressed) bytes.
+/// Built by [`NewMessage::prepare`] off the commit path, so compression runs in parallel.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub id: StableId,
     pub blob: BlobHash,
     pub size: u64,
-    compressed: Vec<u8>,
+    stored: Vec<u8>,
+    compression: record::Compression,
     pub meta: Meta,
 }
 
 impl NewMessage {
     /// `blob` must be [`BlobHash::of`]`(raw)` (the caller has usually computed it already).
     pub fn prepare(raw: &[u8], blob: BlobHash, id: StableId, meta: Meta) -> Result<Self, Error> {
+        let (stored, compression) = blobs::encode(raw).map_err(io("compressing a message"))?;
         Ok(Self {
             id,
             blob,
             size: raw.len() as u64,
-            compressed: blobs::compress(raw).map_err(io("compressing a message"))?,
+            stored,
+            compression,
             meta,
         })
     }
 
-    pub fn compressed_size(&self) -> usize {
-        self.compressed.len()
+    /// The bytes it takes on disk.
+    pub fn stored_size(&self) -> usize {
+        self.stored.len()
     }
 }
 
@@ -303,6 +307,12 @@ impl Archive {
                         found,
                     });
                 }
+                Some(found) if found < FORMAT => {
+                    // Format 2 added records stored without compression; older versions
+                    // must not open an archive that may hold some.
+                    tracing::info!(from = found, to = FORMAT, "upgrading the archive format");
+                    meta.insert(META_FORMAT, FORMAT).db()?;
+                }
                 Some(_) => {}
                 None => {
                     let now = jiff::Timestamp::now().as_second();
@@ -423,15 +433,15 @@ impl Archive {
             let known = ids.get(item.id.as_str()).db()?.is_some();
             let storage = if known || !seen.insert(item.id.clone()) {
                 None
-            } else if item.compressed.len() <= PACK_MAX {
+            } else if item.stored.len() <= PACK_MAX {
                 let (pack, offset) = packs
-                    .append(&item.compressed)
+                    .append(&item.stored)
                     .map_err(io("appending to the pack file"))?;
                 Some(Storage::Pack { pack, offset })
             } else {
                 let dir = self
                     .blobs
-                    .write(&item.blob, &item.compressed)
+                    .write(&item.blob, &item.stored)
                     .map_err(io(format!("writing blob {}", item.blob.to_hex())))?;
                 dirs_to_sync.insert(dir);
                 Some(Storage::File)
@@ -553,12 +563,12 @@ impl Archive {
             uid: loc.uid,
             reason: format!("blob name {:?} is not a hash", loc.blob),
         })?;
-        let compressed = self.compressed(loc, &hash)?;
-        blobs::decompress(&compressed, loc.size)
-            .map_err(io(format!("decompressing message {}", loc.uid)))
+        let stored = self.stored(loc, &hash)?;
+        blobs::decode(stored, loc.compression, loc.size)
+            .map_err(io(format!("decoding message {}", loc.uid)))
     }
 
-    fn compressed(&self, loc: &Location, hash: &BlobHash) -> Result<Vec<u8>, Error> {
+    fn stored(&self, loc: &Location, hash: &BlobHash) -> Result<Vec<u8>, Error> {
         let uid = loc.uid;
         match loc.storage {
             Storage::File => self.blobs.read(hash, loc.stored_size).map_err(io(format!(
@@ -727,9 +737,9 @@ impl Archive {
             if record.storage == Storage::File {
                 referenced.insert(hash);
             }
-            let raw = self.compressed(&record.location(), &hash).and_then(|c| {
-                blobs::decompress(&c, record.size)
-                    .map_err(io(format!("message {uid}: decompressing blob")))
+            let raw = self.stored(&record.location(), &hash).and_then(|c| {
+                blobs::decode(c, record.compression, record.size)
+                    .map_err(io(format!("message {uid}: decoding blob")))
             });
             report.blobs_checked += 1;
             match raw {
@@ -859,11 +869,7 @@ impl<'t> Writer<'t> {
         let next = uid.checked_add(1).ok_or(Error::UidsExhausted)?;
         self.meta.insert(META_NEXT_UID, u64::from(next)).db()?;
         bump(&mut self.meta, META_RAW_BYTES, item.size)?;
-        bump(
-            &mut self.meta,
-            META_STORED_BYTES,
-            item.compressed.len() as u64,
-        )?;
+        bump(&mut self.meta, META_STORED_BYTES, item.stored.len() as u64)?;
 
         let record = Record {
             v: record::RECORD_VERSION,
@@ -871,8 +877,9 @@ impl<'t> Writer<'t> {
             id: item.id.as_str().to_owned(),
             blob: item.blob.to_hex(),
             storage,
+            compression: item.compression,
             size: item.size,
-            stored_size: item.compressed.len() as u64,
+            stored_size: item.stored.len() as u64,
             copies: 1,
             meta: item.meta,
         };
@@ -975,5 +982,44 @@ impl<'t> Writer<'t> {
             id: item.id,
             changed,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_format(dir: &Path, format: u64) {
+        let archive = Archive::open(dir).expect("open");
+        let txn = archive.db.begin_write().expect("begin");
+        txn.open_table(META)
+            .expect("meta")
+            .insert(META_FORMAT, format)
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+
+    fn format(dir: &Path) -> Option<u64> {
+        let archive = Archive::open(dir).expect("open");
+        let txn = archive.read().expect("read");
+        get_u64(&txn.open_table(META).expect("meta"), META_FORMAT).expect("get")
+    }
+
+    #[test]
+    fn an_older_format_is_upgraded_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(format(dir.path()), Some(FORMAT));
+        set_format(dir.path(), 1);
+        assert_eq!(
+            format(dir.path()),
+            Some(FORMAT),
+            "format 1 is upgraded on open"
+        );
+        set_format(dir.path(), FORMAT + 1);
+        match Archive::open(dir.path()) {
+            Err(Error::TooNew { found, .. }) => assert_eq!(found, FORMAT + 1),
+            Err(e) => panic!("want TooNew, got {e}"),
+            Ok(_) => panic!("a newer format must not open"),
+        }
     }
 }

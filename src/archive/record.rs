@@ -120,7 +120,19 @@ impl Meta {
     }
 }
 
-/// How the raw bytes are kept (zstd-compressed either way).
+/// How the raw bytes are encoded in their pack or file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// One zstd frame (every record written before format 2).
+    #[default]
+    Zstd,
+    /// The raw bytes as they are: zstd would have saved too little to be worth decoding on
+    /// every read (see `blobs::MIN_SAVING_PERCENT`).
+    None,
+}
+
+/// Where the stored bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Storage {
@@ -142,9 +154,12 @@ pub struct Record {
     /// BLAKE3 (hex) of the raw bytes.
     pub blob: String,
     pub storage: Storage,
+    /// How the stored bytes are encoded.
+    #[serde(default)]
+    pub compression: Compression,
     /// Raw size in bytes.
     pub size: u64,
-    /// Compressed size in bytes.
+    /// Stored (compressed, or not) size in bytes.
     pub stored_size: u64,
     /// How many copies of it arrived (duplicates merged into this record).
     #[serde(default = "one")]
@@ -166,9 +181,12 @@ pub struct Location {
     /// BLAKE3 (hex) of the raw bytes.
     pub blob: String,
     pub storage: Storage,
+    /// How the stored bytes are encoded.
+    #[serde(default)]
+    pub compression: Compression,
     /// Raw size in bytes.
     pub size: u64,
-    /// Compressed size in bytes.
+    /// Stored (compressed, or not) size in bytes.
     pub stored_size: u64,
     /// When the gateway received it (Unix seconds): IMAP's INTERNALDATE.
     pub received_at: i64,
@@ -180,6 +198,7 @@ impl Record {
             uid: self.uid,
             blob: self.blob.clone(),
             storage: self.storage,
+            compression: self.compression,
             size: self.size,
             stored_size: self.stored_size,
             received_at: self.meta.received_at,

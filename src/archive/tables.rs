@@ -37,8 +37,9 @@ pub const META_STORED_BYTES: &str = "stored_bytes";
 pub const META_PACK: &str = "pack";
 pub const META_PACK_LEN: &str = "pack_len";
 
-/// The on-disk format this version reads and writes.
-pub const FORMAT: u64 = 1;
+/// The on-disk format this version reads and writes. 2: a record may say
+/// `"compression": "none"` (stored as is); format 1 archives are upgraded on open.
+pub const FORMAT: u64 = 2;
 /// account name → account (JSON: password hash, roles). Kept apart from the messages.
 pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// month (year × 100 + month, of the message's date, UTC) → logged messages in it.

@@ -659,6 +659,7 @@ mod tests {
             id: format!("id-{uid}"),
             blob: String::new(),
             storage: Storage::File,
+            compression: Default::default(),
             size,
             stored_size: size / 2,
             copies: 1,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use mailjournal::archive::{Archive, Counter, Filter, Storage};
+use mailjournal::archive::{Archive, BlobHash, Compression, Counter, Filter, Storage};
 use mailjournal::classify::Direction;
 use mailjournal::config::JunkAction;
 use mailjournal::ingest::{self, Envelope, Outcome};
@@ -240,6 +240,109 @@ fn twenty_megabyte_attachment_is_a_file_and_round_trips() {
     let report = t.archive().verify(false, |_, _| {}).expect("verify");
     assert!(
         report.problems.is_empty() && report.orphans.is_empty(),
+        "{report:?}"
+    );
+}
+
+/// A message with a base64 attachment of already compressed data (`kib` KiB of it).
+fn with_incompressible_attachment(mid: &str, kib: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let data: Vec<u8> = (0..kib * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    let b64 = data_encoding::BASE64.encode(&data);
+    let mut body = String::from(
+        "--b\r\nContent-Type: text/plain\r\n\r\nThe quote, as promised.\r\n\r\n--b\r\n\
+         Content-Type: application/pdf; name=quote.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+    );
+    for line in b64.as_bytes().chunks(76) {
+        body.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        body.push_str("\r\n");
+    }
+    body.push_str("--b--");
+    format!(
+        "From: alice@contoso.com\r\nTo: kim@fabrikam.com\r\nSubject: quote\r\n\
+         Date: Fri, 20 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{mid}>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=b\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn mail_that_compresses_poorly_is_stored_as_is_and_text_is_compressed() {
+    let t = TestArchive::new();
+    let pdf_small = with_incompressible_attachment("pdf-small@contoso.com", 20);
+    let pdf_large = with_incompressible_attachment("pdf-large@contoso.com", 300);
+    let text = simple(
+        "alice@contoso.com",
+        "kim@fabrikam.com",
+        None,
+        "text@contoso.com",
+        &"Thanks for the call today; the numbers are below.\r\n".repeat(200),
+    );
+    // A file left at the large blob's name by an older version that compressed everything
+    // (no record refers to it): the new bytes replace it.
+    let large_blob = BlobHash::of(&pdf_large).to_hex();
+    let stale = t
+        .dir
+        .path()
+        .join("objects")
+        .join(&large_blob[..2])
+        .join(&large_blob[2..]);
+    std::fs::create_dir_all(stale.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&stale, b"an older encoding of the same bytes").expect("write");
+
+    for raw in [&pdf_small, &pdf_large, &text] {
+        t.ingestor()
+            .ingest_blocking(raw, &envelope())
+            .expect("ingest");
+    }
+    let records: Vec<_> = (1..=3)
+        .map(|uid| t.archive().get(uid).expect("get").expect("record"))
+        .collect();
+    for (r, raw) in records.iter().zip([&pdf_small, &pdf_large, &text]) {
+        assert!(
+            t.archive().raw(r).expect("raw") == *raw,
+            "byte-exact: {r:?}"
+        );
+    }
+    let (small, large, plain) = (&records[0], &records[1], &records[2]);
+    assert!(matches!(small.storage, Storage::Pack { .. }), "{small:?}");
+    assert_eq!(small.compression, Compression::None);
+    assert_eq!(small.stored_size, small.size);
+    assert_eq!(large.storage, Storage::File);
+    assert_eq!(large.compression, Compression::None);
+    assert_eq!(
+        std::fs::read(&stale).expect("blob file"),
+        pdf_large,
+        "the file holds the message as it is"
+    );
+    assert_eq!(plain.compression, Compression::Zstd);
+    assert!(plain.stored_size * 4 < plain.size, "{plain:?}");
+    let stats = t.archive().stats().expect("stats");
+    assert_eq!(
+        stats.stored_bytes,
+        small.size + large.size + plain.stored_size
+    );
+    let report = t.archive().verify(false, |_, _| {}).expect("verify");
+    assert!(
+        report.problems.is_empty() && report.orphans.is_empty(),
+        "{report:?}"
+    );
+
+    // A flipped byte in an uncompressed blob has no zstd checksum to trip: the hash does.
+    let mut bytes = std::fs::read(&stale).expect("read");
+    bytes[1000] ^= 0x01;
+    std::fs::write(&stale, &bytes).expect("tamper");
+    let report = t.archive().verify(false, |_, _| {}).expect("verify");
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+    assert!(
+        report.problems[0].contains("does not hash to its name"),
         "{report:?}"
     );
 }
