@@ -1,6 +1,7 @@
 //! Group commit: every message waiting to be stored goes into one durable transaction, so
 //! many concurrent senders share the fsyncs. Two threads form a pipeline: the staging thread
-//! writes and syncs the blobs of batch N+1 while the commit thread commits batch N.
+//! writes and syncs the blobs of the next batches while the commit thread commits the
+//! ones before, and every batch staged during a commit goes into the next one.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -23,9 +24,9 @@ const QUEUE: usize = 4096;
 const MAX_QUEUED_BYTES: usize = 32 * 1024 * 1024;
 
 /// How long a batch may wait for messages that are on their way (see [`Arrival`]): each
-/// commit costs about the same whatever it holds, so under load a millisecond spent
+/// commit costs about the same whatever it holds, so under load half a millisecond spent
 /// gathering saves many commits.
-const GATHER: Duration = Duration::from_millis(1);
+const GATHER: Duration = Duration::from_micros(500);
 /// While gathering, how often to look whether anything is still on its way.
 const GATHER_POLL: Duration = Duration::from_micros(100);
 
@@ -143,9 +144,72 @@ struct StagedBatch {
     bytes: usize,
 }
 
+/// Staged batches waiting for the commit thread, merged into one: whatever the staging thread
+/// finishes while a commit runs goes into the next commit, so each commit takes everything
+/// that is ready and its cost is shared by as many messages as the load brings.
+#[derive(Default)]
+struct Handoff {
+    state: Mutex<HandoffState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct HandoffState {
+    waiting: Option<StagedBatch>,
+    closed: bool,
+}
+
+impl Handoff {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HandoffState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a staged batch to what waits for the commit thread; blocks while a full batch
+    /// is already waiting (back-pressure on the staging thread).
+    fn put(&self, batch: StagedBatch) {
+        let mut state = self.lock();
+        while state
+            .waiting
+            .as_ref()
+            .is_some_and(|w| w.staged.len() >= MAX_BATCH || w.bytes >= MAX_BATCH_BYTES)
+        {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        match state.waiting.as_mut() {
+            Some(waiting) => {
+                waiting.staged.absorb(batch.staged);
+                waiting.replies.extend(batch.replies);
+                waiting.bytes += batch.bytes;
+            }
+            None => state.waiting = Some(batch),
+        }
+        self.changed.notify_all();
+    }
+
+    /// Everything waiting, once there is something; `None` once closed and drained.
+    fn take(&self) -> Option<StagedBatch> {
+        let mut state = self.lock();
+        loop {
+            if let Some(batch) = state.waiting.take() {
+                self.changed.notify_all();
+                return Some(batch);
+            }
+            if state.closed {
+                return None;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+}
+
 /// The staging thread: gathers waiting jobs into a batch, writes and syncs its blobs, and
-/// hands it to the commit thread, which commits the previous batch meanwhile: the pack's
-/// fsync and the database's fsync of consecutive batches overlap.
+/// hands it to the commit thread, which commits earlier batches meanwhile: the pack's fsync
+/// and the database's fsync overlap, and batches staged during one commit share the next.
 fn run(
     archive: Arc<Archive>,
     hooks: Box<dyn Hooks>,
@@ -153,13 +217,14 @@ fn run(
     queued: Arc<Queued>,
     arriving: &AtomicUsize,
 ) {
-    let (to_commit, commits) = mpsc::sync_channel::<StagedBatch>(0);
+    let handoff = Arc::new(Handoff::default());
     let committer = {
         let archive = Arc::clone(&archive);
         let queued = Arc::clone(&queued);
+        let handoff = Arc::clone(&handoff);
         std::thread::Builder::new()
             .name("mailjournal-commit".into())
-            .spawn(move || commit_loop(&archive, &*hooks, &commits, &queued))
+            .spawn(move || commit_loop(&archive, &*hooks, &handoff, &queued))
     };
     let committer = match committer {
         Ok(handle) => handle,
@@ -200,34 +265,23 @@ fn run(
         let (items, replies): (Vec<_>, Vec<_>) =
             jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
         match archive.stage(items) {
-            Ok(staged) => {
-                let batch = StagedBatch {
-                    staged,
-                    replies,
-                    bytes,
-                };
-                if let Err(mpsc::SendError(batch)) = to_commit.send(batch) {
-                    fail(batch.replies, Error::CommitterGone);
-                    queued.release(batch.bytes);
-                }
-            }
+            Ok(staged) => handoff.put(StagedBatch {
+                staged,
+                replies,
+                bytes,
+            }),
             Err(e) => {
                 queued.release(bytes);
                 fail(replies, e);
             }
         }
     }
-    drop(to_commit);
+    handoff.close();
     let _ = committer.join();
 }
 
-fn commit_loop(
-    archive: &Archive,
-    hooks: &dyn Hooks,
-    batches: &Receiver<StagedBatch>,
-    queued: &Queued,
-) {
-    while let Ok(batch) = batches.recv() {
+fn commit_loop(archive: &Archive, hooks: &dyn Hooks, handoff: &Handoff, queued: &Queued) {
+    while let Some(batch) = handoff.take() {
         let span = tracing::debug_span!("commit", messages = batch.staged.len());
         let _guard = span.enter();
         let result = archive.commit_staged(batch.staged, hooks);

@@ -8,7 +8,7 @@ use super::tables::{
     CONTACTS, ENTRIES, ENTRIES_BY_CONTACT, ENTRIES_BY_SALESPERSON, ENTRY_PAIRS, META,
     META_NEXT_ENTRY, META_NEXT_OPPORTUNITY, OPPORTUNITIES, OPPORTUNITIES_BY_CONTACT, SALESPEOPLE,
 };
-use super::{Archive, Counter, Db, Error, Record, bump, get_u64};
+use super::{Archive, Counter, Db, Error, Record, get_u64};
 use crate::classify::Direction;
 use crate::directory::{Contact, Salesperson};
 
@@ -381,9 +381,4 @@ impl LogWriter<'_> {
         }
         Ok(n)
     }
-}
-
-/// Counts one more message without entries.
-pub(super) fn count_unmatched(counters: &mut Table<'_, &'static str, u64>) -> Result<(), Error> {
-    bump(counters, Counter::Unmatched.key(), 1)
 }

@@ -186,6 +186,12 @@ impl Staged {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
+
+    /// Appends a batch staged after this one: one commit for both.
+    pub fn absorb(&mut self, later: Staged) {
+        self.items.extend(later.items);
+        self.pack_end = later.pack_end;
+    }
 }
 
 /// What `put` did with a message.
@@ -483,6 +489,7 @@ impl Archive {
                 };
                 outcomes.push(outcome);
             }
+            w.finish()?;
             let (pack, len) = staged.pack_end;
             w.meta.insert(META_PACK, u64::from(pack)).db()?;
             w.meta.insert(META_PACK_LEN, len).db()?;
@@ -837,6 +844,25 @@ struct Writer<'t> {
     counters: Table<'t, &'static str, u64>,
     months: Table<'t, u32, u64>,
     log: log::LogWriter<'t>,
+    tally: Tally,
+}
+
+/// What a batch adds to the archive's sums: kept in memory while its messages are inserted
+/// and written once when it commits. Every write to a table rewrites a page, so once per
+/// batch rather than half a dozen times per message.
+#[derive(Default)]
+struct Tally {
+    /// The next UID, once read.
+    next_uid: Option<u32>,
+    meta: std::collections::BTreeMap<&'static str, u64>,
+    counters: std::collections::BTreeMap<&'static str, u64>,
+    months: std::collections::BTreeMap<u32, u64>,
+}
+
+impl Tally {
+    fn count(&mut self, counter: Counter) {
+        *self.counters.entry(counter.key()).or_default() += 1;
+    }
 }
 
 impl<'t> Writer<'t> {
@@ -855,7 +881,41 @@ impl<'t> Writer<'t> {
             counters: txn.open_table(COUNTERS).db()?,
             months: txn.open_table(MONTHS).db()?,
             log: log::LogWriter::open(txn)?,
+            tally: Tally::default(),
         })
+    }
+
+    /// A new message's UID.
+    fn next_uid(&mut self) -> Result<u32, Error> {
+        let uid = match self.tally.next_uid {
+            Some(uid) => uid,
+            None => {
+                let stored = get_u64(&self.meta, META_NEXT_UID)?.unwrap_or(1);
+                u32::try_from(stored).map_err(|_| Error::UidsExhausted)?
+            }
+        };
+        let next = uid.checked_add(1).ok_or(Error::UidsExhausted)?;
+        self.tally.next_uid = Some(next);
+        Ok(uid)
+    }
+
+    /// Writes the batch's sums; call once, after its last message.
+    fn finish(&mut self) -> Result<(), Error> {
+        let tally = std::mem::take(&mut self.tally);
+        if let Some(next) = tally.next_uid {
+            self.meta.insert(META_NEXT_UID, u64::from(next)).db()?;
+        }
+        for (key, n) in tally.meta {
+            bump(&mut self.meta, key, n)?;
+        }
+        for (key, n) in tally.counters {
+            bump(&mut self.counters, key, n)?;
+        }
+        for (month, n) in tally.months {
+            let was = self.months.get(month).db()?.map_or(0, |g| g.value());
+            self.months.insert(month, was.saturating_add(n)).db()?;
+        }
+        Ok(())
     }
 
     fn insert(
@@ -864,12 +924,9 @@ impl<'t> Writer<'t> {
         storage: Storage,
         hooks: &dyn Hooks,
     ) -> Result<PutOutcome, Error> {
-        let uid = get_u64(&self.meta, META_NEXT_UID)?.unwrap_or(1);
-        let uid = u32::try_from(uid).map_err(|_| Error::UidsExhausted)?;
-        let next = uid.checked_add(1).ok_or(Error::UidsExhausted)?;
-        self.meta.insert(META_NEXT_UID, u64::from(next)).db()?;
-        bump(&mut self.meta, META_RAW_BYTES, item.size)?;
-        bump(&mut self.meta, META_STORED_BYTES, item.stored.len() as u64)?;
+        let uid = self.next_uid()?;
+        *self.tally.meta.entry(META_RAW_BYTES).or_default() += item.size;
+        *self.tally.meta.entry(META_STORED_BYTES).or_default() += item.stored.len() as u64;
 
         let record = Record {
             v: record::RECORD_VERSION,
@@ -893,12 +950,11 @@ impl<'t> Writer<'t> {
         }
         if m.junk.is_some() {
             self.junk.insert(uid, ()).db()?;
-            bump(&mut self.counters, Counter::JunkQuarantined.key(), 1)?;
+            self.tally.count(Counter::JunkQuarantined);
         } else {
             self.directions.insert(m.direction.code(), uid).db()?;
             if let Some(month) = folders::month_key(m.date) {
-                let n = self.months.get(month).db()?.map_or(0, |g| g.value());
-                self.months.insert(month, n + 1).db()?;
+                *self.tally.months.entry(month).or_default() += 1;
             }
         }
         self.dates.insert((m.date, uid), ()).db()?;
@@ -917,17 +973,17 @@ impl<'t> Writer<'t> {
         for r in m.in_reply_to.iter().chain(&m.references) {
             self.references.insert(r.as_str(), uid).db()?;
         }
-        bump(&mut self.counters, Counter::Stored.key(), 1)?;
+        self.tally.count(Counter::Stored);
         if m.flags.iter().any(|f| f.is_malformed()) {
-            bump(&mut self.counters, Counter::Malformed.key(), 1)?;
+            self.tally.count(Counter::Malformed);
         }
         if m.flags.contains(&Flag::JournalReport) {
-            bump(&mut self.counters, Counter::JournalReports.key(), 1)?;
+            self.tally.count(Counter::JournalReports);
         }
         if m.junk.is_none() {
             let pairs = hooks.pairs(m.sender.as_deref(), &m.recipients);
             if pairs.is_empty() {
-                log::count_unmatched(&mut self.counters)?;
+                self.tally.count(Counter::Unmatched);
             } else {
                 self.log.log(&mut self.meta, &record, &pairs)?;
             }
@@ -976,7 +1032,7 @@ impl<'t> Writer<'t> {
         self.messages
             .insert(uid, encode(&record)?.as_slice())
             .db()?;
-        bump(&mut self.counters, Counter::Duplicates.key(), 1)?;
+        self.tally.count(Counter::Duplicates);
         Ok(PutOutcome::Duplicate {
             uid,
             id: item.id,
