@@ -285,6 +285,7 @@ fn dispatch(settings: &Settings, request: Request) -> anyhow::Result<i32> {
     match Archive::open(&settings.data_dir) {
         Ok(archive) => {
             let archive = Arc::new(archive);
+            admin::recover(&archive, settings)?;
             let target = Target {
                 archive: &archive,
                 settings,

@@ -676,6 +676,18 @@ pub fn start_pipeline(
     )?)
 }
 
+/// Files what the archive's log holds beyond its database (after an unclean stop of the
+/// gateway), with the same policy and directory the gateway would use. Commands that open
+/// the archive themselves call this first, so they see every acknowledged message.
+pub fn recover(archive: &Arc<Archive>, settings: &Settings) -> Result<(), Error> {
+    if archive.needs_recovery() {
+        let (ingestor, handle) = start_pipeline(archive, settings)?;
+        drop(ingestor);
+        let _ = handle.join();
+    }
+    Ok(())
+}
+
 /// The directory as stored in the archive.
 pub fn load_directory(archive: &Archive) -> Result<Directory, Error> {
     let (salespeople, contacts) = archive.load_directory()?;

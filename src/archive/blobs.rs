@@ -196,12 +196,12 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// A pack file grows to about this size, then a new one starts.
 const PACK_TARGET: u64 = 1024 * 1024 * 1024;
 
-/// Append-only pack files for small blobs: `packs/pack-000001.dat`, … Every blob of a group
-/// commit is appended to the current pack, the pack is fsynced once, and only then does the
-/// commit that refers to the blobs happen; the committed length of the current pack is kept
-/// in the database, and anything past it (left by a commit that never happened) is cut off
-/// when the archive opens. One fsync per commit instead of one per message, and no page
-/// rounding: the pack holds the compressed bytes and nothing else.
+/// Append-only pack files: `packs/pack-000001.dat`, … They are the archive's write-ahead
+/// log (see `wal`): every message of a batch is appended as a frame (small messages with
+/// their bytes), the pack is fsynced once per batch, and only then is the batch filed in the
+/// database. The database records how far into the log it has filed durably; frames past
+/// that are filed again when the archive recovers, and a frame cut short by a crash is cut
+/// off then. One fsync per batch instead of one per message, and no page rounding.
 pub struct Packs {
     dir: PathBuf,
     current: u32,
@@ -211,8 +211,8 @@ pub struct Packs {
 }
 
 impl Packs {
-    /// Opens the current pack (`id`, committed length `len`), creating it if needed, and
-    /// cuts off bytes past `len`.
+    /// Opens pack `id` for appending at `len` (creating it if needed). Bytes past `len` are
+    /// left alone: they are the log's unfiled tail, for recovery to read and cut.
     pub fn open(data_dir: &Path, id: u32, len: u64) -> io::Result<Self> {
         let dir = data_dir.join("packs");
         if !dir.is_dir() {
@@ -236,11 +236,6 @@ impl Packs {
                 ),
             ));
         }
-        if actual > len {
-            tracing::info!(pack = %path.display(), dropped = actual - len, "cutting off an uncommitted pack tail");
-            file.set_len(len)?;
-            file.sync_all()?;
-        }
         sync_dir(&dir)?;
         Ok(Self {
             dir,
@@ -251,9 +246,58 @@ impl Packs {
         })
     }
 
-    /// The current pack and its length: what a commit records.
+    /// The current pack and the append position: what a commit records.
     pub fn position(&self) -> (u32, u64) {
         (self.current, self.len)
+    }
+
+    /// The current pack's bytes from the append position to its end: the log's tail when
+    /// the archive opens.
+    pub fn tail(&self) -> io::Result<Vec<u8>> {
+        let end = self.file.metadata()?.len();
+        read_at(&self.file, self.len, end.saturating_sub(self.len))
+    }
+
+    /// Whether the current pack has bytes past the append position.
+    pub fn has_tail(&self) -> io::Result<bool> {
+        Ok(self.file.metadata()?.len() > self.len)
+    }
+
+    /// Whether a pack after the current one exists.
+    pub fn has_next(&self) -> bool {
+        pack_path(&self.dir, self.current + 1).is_file()
+    }
+
+    /// Moves the append position to `len` of the current pack, cutting off what follows
+    /// (a frame a crash cut short). A damaged tail is copied aside first, never lost.
+    pub fn cut(&mut self, len: u64, keep_aside: bool) -> io::Result<()> {
+        let end = self.file.metadata()?.len();
+        if end > len {
+            if keep_aside {
+                let aside = self
+                    .dir
+                    .join(format!("pack-{:06}.dat.damaged-at-{len}", self.current));
+                fs::write(&aside, read_at(&self.file, len, end - len)?)?;
+                File::open(&aside)?.sync_all()?;
+            }
+            self.file.set_len(len)?;
+            self.file.sync_all()?;
+            sync_dir(&self.dir)?;
+        }
+        self.len = len;
+        Ok(())
+    }
+
+    /// Makes the next pack, which exists, the current one, at its start.
+    pub fn advance(&mut self) -> io::Result<()> {
+        let next = self.current + 1;
+        self.file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(pack_path(&self.dir, next))?;
+        self.current = next;
+        self.len = 0;
+        Ok(())
     }
 
     /// Starts a new pack if the current one is full. Call between commits only.
@@ -275,7 +319,7 @@ impl Packs {
         Ok(())
     }
 
-    /// Appends a blob; returns its pack and offset. Not durable until [`Packs::sync`].
+    /// Appends bytes; returns their pack and offset. Not durable until [`Packs::sync`].
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<(u32, u64)> {
         use std::os::unix::fs::FileExt;
         self.file.write_all_at(bytes, self.len)?;
@@ -293,12 +337,12 @@ impl Packs {
         Ok(())
     }
 
-    /// Forgets everything appended since `len` (a commit that failed).
+    /// Forgets everything appended since `len` (a batch whose staging failed).
     pub fn rollback(&mut self, len: u64) {
         if self.len != len {
             self.len = len;
             if let Err(e) = self.file.set_len(len) {
-                tracing::warn!(error = %e, "cannot cut off a failed commit's pack tail; it is cut at the next start");
+                tracing::warn!(error = %e, "cannot cut off a failed batch's pack tail; it is cut at the next start");
             }
         }
         self.dirty = false;

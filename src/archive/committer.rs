@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::{Archive, Error, Hooks, NewMessage, PutOutcome, Staged};
 
 /// Messages per commit at most: bounds the transaction and the latency of its first member.
-const MAX_BATCH: usize = 512;
+pub(super) const MAX_BATCH: usize = 512;
 /// Compressed bytes per commit at most.
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// Jobs that may wait for the committer; submitters block beyond that (back-pressure).
@@ -86,10 +86,13 @@ pub struct Committer {
 pub type Pending = oneshot::Receiver<Result<PutOutcome, Arc<Error>>>;
 
 impl Committer {
+    /// Files what the log holds beyond the database first (after an unclean stop), then
+    /// starts the threads.
     pub fn start(
         archive: Arc<Archive>,
         hooks: Box<dyn Hooks>,
     ) -> Result<(Self, JoinHandle<()>), Error> {
+        archive.recover(&*hooks)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let worker = Arc::clone(&archive);
         let queued = Arc::new(Queued::default());
@@ -153,6 +156,12 @@ struct Handoff {
     changed: Condvar,
 }
 
+enum Next {
+    Batch(StagedBatch),
+    Idle,
+    Closed,
+}
+
 #[derive(Default)]
 struct HandoffState {
     waiting: Option<StagedBatch>,
@@ -186,18 +195,27 @@ impl Handoff {
         self.changed.notify_all();
     }
 
-    /// Everything waiting, once there is something; `None` once closed and drained.
-    fn take(&self) -> Option<StagedBatch> {
+    /// Everything waiting, once there is something (or `Idle` after `idle` with nothing).
+    fn take(&self, idle: Duration) -> Next {
+        let deadline = Instant::now() + idle;
         let mut state = self.lock();
         loop {
             if let Some(batch) = state.waiting.take() {
                 self.changed.notify_all();
-                return Some(batch);
+                return Next::Batch(batch);
             }
             if state.closed {
-                return None;
+                return Next::Closed;
             }
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if now >= deadline {
+                return Next::Idle;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -280,20 +298,61 @@ fn run(
     let _ = committer.join();
 }
 
+/// How long commits may go without the database's fsync. Batches are durable in the log
+/// when they are staged, so this bounds only how much a restart after a crash files again
+/// (a fraction of a second of traffic) and how long the database holds pages in memory.
+const CHECKPOINT: Duration = Duration::from_millis(200);
+
 fn commit_loop(archive: &Archive, hooks: &dyn Hooks, handoff: &Handoff, queued: &Queued) {
-    while let Some(batch) = handoff.take() {
+    let mut last_durable = Instant::now();
+    // Commits since the last durable one; after a failed commit, the next is durable, so
+    // that a crash never files the failed batch (answered 4xx) before later ones.
+    let mut pending = false;
+    let mut must_sync = false;
+    loop {
+        let batch = match handoff.take(CHECKPOINT) {
+            Next::Batch(batch) => batch,
+            Next::Idle if pending => {
+                match archive.checkpoint() {
+                    Ok(()) => {
+                        pending = false;
+                        last_durable = Instant::now();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "checkpoint failed; the log keeps every message")
+                    }
+                }
+                continue;
+            }
+            Next::Idle => continue,
+            Next::Closed => break,
+        };
         let span = tracing::debug_span!("commit", messages = batch.staged.len());
         let _guard = span.enter();
-        let result = archive.commit_staged(batch.staged, hooks);
+        let durable = must_sync || last_durable.elapsed() >= CHECKPOINT;
+        let result = archive.commit_staged(batch.staged, hooks, durable);
         queued.release(batch.bytes);
         match result {
             Ok(outcomes) => {
+                if durable {
+                    last_durable = Instant::now();
+                    pending = false;
+                    must_sync = false;
+                } else {
+                    pending = true;
+                }
                 for (reply, outcome) in batch.replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
             }
-            Err(e) => fail(batch.replies, e),
+            Err(e) => {
+                must_sync = true;
+                fail(batch.replies, e);
+            }
         }
+    }
+    if pending && let Err(e) = archive.checkpoint() {
+        tracing::warn!(error = %e, "final checkpoint failed; the log keeps every message");
     }
 }
 

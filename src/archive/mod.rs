@@ -1,11 +1,13 @@
 //! The archive: raw messages content-addressed (BLAKE3, zstd), metadata and indexes in redb.
 //! This is the only module that knows the storage engine.
 //!
-//! Durability: a message is stored by [`Archive::put_batch`], which writes large blobs as
-//! fsynced files first and then commits every record of the batch in one redb transaction
-//! with immediate durability (fsync). When it returns `Ok`, the whole batch survives a crash
-//! or power loss; when it returns `Err`, nothing of it is visible (an already written blob
-//! file is an orphan that `verify --repair` removes, and a retry reuses it).
+//! Durability: a batch of messages is first written to the write-ahead log ([`Archive::stage`]:
+//! large blobs as fsynced files, then one frame per message appended to the current pack,
+//! which is fsynced), then filed in one redb transaction ([`Archive::commit_staged`]), which
+//! may skip redb's fsync: [`Archive::recover`] files again whatever a crash took from the
+//! database. Once both steps return `Ok`, the whole batch is visible and survives a crash or
+//! power loss; when staging fails, nothing of it is kept (an already written blob file is an
+//! orphan that `verify --repair` removes, and a retry reuses it).
 
 mod blobs;
 mod committer;
@@ -15,6 +17,7 @@ pub mod log;
 pub mod record;
 mod tables;
 pub mod users;
+mod wal;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -171,9 +174,45 @@ impl NewMessage {
     }
 }
 
-/// A batch whose blobs are durable and whose records are not committed yet.
+/// A message as a commit files it: everything but its bytes, which are durable already.
+#[derive(Debug, Clone)]
+struct StagedMessage {
+    id: StableId,
+    blob: BlobHash,
+    size: u64,
+    stored_size: u64,
+    compression: record::Compression,
+    meta: Meta,
+}
+
+impl StagedMessage {
+    fn header(&self, placed: wal::Placed) -> wal::Header {
+        wal::Header {
+            id: self.id.as_str().to_owned(),
+            blob: self.blob.to_hex(),
+            size: self.size,
+            stored_size: self.stored_size,
+            compression: self.compression,
+            placed,
+            meta: self.meta.clone(),
+        }
+    }
+
+    fn from_header(h: wal::Header) -> Result<Self, String> {
+        Ok(Self {
+            id: h.id.parse().map_err(|_| format!("id {:?}", h.id))?,
+            blob: BlobHash::from_hex(&h.blob).ok_or_else(|| format!("blob {:?}", h.blob))?,
+            size: h.size,
+            stored_size: h.stored_size,
+            compression: h.compression,
+            meta: h.meta,
+        })
+    }
+}
+
+/// A batch that is durable in the log (the pack files) and not filed in the database yet.
 pub struct Staged {
-    items: Vec<(NewMessage, Option<Storage>)>,
+    items: Vec<(StagedMessage, Option<Storage>)>,
     /// The current pack and its length after this batch.
     pack_end: (u32, u64),
 }
@@ -284,6 +323,9 @@ pub struct Archive {
     committed: tokio::sync::watch::Sender<u32>,
     /// Read handles of pack files.
     open_packs: std::sync::Mutex<std::collections::HashMap<u32, Arc<std::fs::File>>>,
+    /// Whether the log has a tail past what the database filed durably: set when the
+    /// archive opens after an unclean stop, cleared by [`Archive::recover`].
+    needs_recovery: std::sync::atomic::AtomicBool,
 }
 
 impl Archive {
@@ -373,6 +415,10 @@ impl Archive {
             reason: format!("pack number {pack} out of range"),
         })?;
         let packs = blobs::Packs::open(dir, pack, pack_len).map_err(io("opening the pack file"))?;
+        let needs_recovery = packs
+            .has_tail()
+            .map_err(io(format!("reading pack {pack}")))?
+            || packs.has_next();
         Ok(Self {
             dir: dir.to_path_buf(),
             db,
@@ -381,6 +427,7 @@ impl Archive {
             packs: std::sync::Mutex::new(packs),
             uidvalidity,
             open_packs: std::sync::Mutex::default(),
+            needs_recovery: std::sync::atomic::AtomicBool::new(needs_recovery),
             committed: tokio::sync::watch::Sender::new(u32::try_from(next_uid).unwrap_or(u32::MAX)),
         })
     }
@@ -404,16 +451,26 @@ impl Archive {
         items: Vec<NewMessage>,
         hooks: &dyn Hooks,
     ) -> Result<Vec<PutOutcome>, Error> {
+        self.recover(hooks)?;
         let staged = self.stage(items)?;
-        self.commit_staged(staged, hooks)
+        self.commit_staged(staged, hooks, true)
     }
 
-    /// First stage of a commit: writes the blobs of the messages not archived yet (small ones
-    /// appended to the current pack, large ones as their own files) and makes them durable.
-    /// Nothing refers to them until [`Archive::commit_staged`]; if that never happens they are
-    /// orphans: harmless, cut off (pack tail) or removed (`verify --repair`) later.
+    /// First stage of a commit: writes the batch to the log, durably: large blobs as their
+    /// own files, then one frame per message appended to the current pack (small blobs in
+    /// their frame). From here on the batch survives a crash: if [`Archive::commit_staged`]
+    /// does not make it durable, [`Archive::recover`] files it at the next start.
     pub fn stage(&self, items: Vec<NewMessage>) -> Result<Staged, Error> {
         let mut packs = self.packs.lock().unwrap_or_else(|e| e.into_inner());
+        if self
+            .needs_recovery
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(Error::Corrupt {
+                uid: 0,
+                reason: "the log has messages to file first (recover before staging)".into(),
+            });
+        }
         packs
             .rotate_if_full()
             .map_err(io("starting a new pack file"))?;
@@ -435,43 +492,78 @@ impl Archive {
         let mut seen = std::collections::HashSet::new();
         let mut staged = Vec::with_capacity(items.len());
         let mut dirs_to_sync = BTreeSet::new();
+        // The batch's frames, appended with one write; (index, offset of bytes in `log`).
+        let mut log = Vec::new();
+        let mut in_pack = Vec::new();
         for item in items {
             let known = ids.get(item.id.as_str()).db()?.is_some();
-            let storage = if known || !seen.insert(item.id.clone()) {
-                None
+            let message = StagedMessage {
+                id: item.id.clone(),
+                blob: item.blob,
+                size: item.size,
+                stored_size: item.stored.len() as u64,
+                compression: item.compression,
+                meta: item.meta,
+            };
+            let (placed, bytes): (wal::Placed, &[u8]) = if known || !seen.insert(item.id.clone()) {
+                (wal::Placed::None, &[])
             } else if item.stored.len() <= PACK_MAX {
-                let (pack, offset) = packs
-                    .append(&item.stored)
-                    .map_err(io("appending to the pack file"))?;
-                Some(Storage::Pack { pack, offset })
+                (wal::Placed::Pack, &item.stored)
             } else {
                 let dir = self
                     .blobs
                     .write(&item.blob, &item.stored)
                     .map_err(io(format!("writing blob {}", item.blob.to_hex())))?;
                 dirs_to_sync.insert(dir);
-                Some(Storage::File)
+                (wal::Placed::File, &[])
             };
-            staged.push((item, storage));
+            let (frame, bytes_at) =
+                wal::encode(&message.header(placed), bytes).map_err(io("writing a log frame"))?;
+            if placed == wal::Placed::Pack {
+                in_pack.push((staged.len(), log.len() as u64 + bytes_at));
+            }
+            log.extend_from_slice(&frame);
+            let storage = match placed {
+                wal::Placed::File => Some(Storage::File),
+                wal::Placed::Pack | wal::Placed::None => None,
+            };
+            staged.push((message, storage));
         }
-        packs.sync().map_err(io("syncing the pack file"))?;
+        // Large blobs first: a frame that names a file is written once the file is durable.
         for dir in &dirs_to_sync {
             blobs::sync_dir(dir).map_err(io(format!("syncing {}", dir.display())))?;
         }
+        let (pack, base) = packs
+            .append(&log)
+            .map_err(io("appending to the pack file"))?;
+        for (index, at) in in_pack {
+            staged[index].1 = Some(Storage::Pack {
+                pack,
+                offset: base + at,
+            });
+        }
+        packs.sync().map_err(io("syncing the pack file"))?;
         Ok(Staged {
             items: staged,
             pack_end: packs.position(),
         })
     }
 
-    /// Second stage: one durable redb commit with every record and index row of a staged
-    /// batch. Batches must be committed in the order they were staged.
+    /// Second stage: one redb commit with every record and index row of a staged batch, and
+    /// how far into the log the database has filed. Batches must be committed in the order
+    /// they were staged. `durable: false` skips the database's fsync: the batch is durable in
+    /// the log already, and recovery files it again if a crash loses the commit; a later
+    /// durable commit (or [`Archive::checkpoint`]) makes it and every commit before durable.
     pub fn commit_staged(
         &self,
         staged: Staged,
         hooks: &dyn Hooks,
+        durable: bool,
     ) -> Result<Vec<PutOutcome>, Error> {
-        let txn = self.db.begin_write().db()?;
+        let mut txn = self.db.begin_write().db()?;
+        if !durable {
+            txn.set_durability(redb::Durability::None).db()?;
+        }
         let mut outcomes = Vec::with_capacity(staged.items.len());
         {
             let mut w = Writer::open(&txn)?;
@@ -500,6 +592,103 @@ impl Archive {
                 .send_if_modified(|v| std::mem::replace(v, next) != next);
         }
         Ok(outcomes)
+    }
+
+    /// Makes every commit so far durable (an empty durable commit).
+    pub fn checkpoint(&self) -> Result<(), Error> {
+        self.db.begin_write().db()?.commit().db()
+    }
+
+    /// Whether the log has frames the database has not filed durably (after a crash).
+    pub fn needs_recovery(&self) -> bool {
+        self.needs_recovery
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Files again, in order and durably, the log's frames past what the database made
+    /// durable (what a crash lost of non-durable commits), so every acknowledged message is
+    /// back, with the UID it had; then cuts off a frame the crash cut short. Returns how many
+    /// frames it filed. Call before staging anything (the committer does when it starts).
+    pub fn recover(&self, hooks: &dyn Hooks) -> Result<usize, Error> {
+        use std::sync::atomic::Ordering;
+        let mut packs = self.packs.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.needs_recovery.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        let mut filed = 0;
+        loop {
+            let (pack, start) = packs.position();
+            let tail = packs.tail().map_err(io(format!("reading pack {pack}")))?;
+            let (frames, stop) = wal::scan(&tail);
+            let mut at = start;
+            let mut items = Vec::with_capacity(frames.len());
+            for frame in frames {
+                let storage = match frame.header.placed {
+                    wal::Placed::Pack => Some(Storage::Pack {
+                        pack,
+                        offset: at + frame.bytes_at,
+                    }),
+                    wal::Placed::File => Some(Storage::File),
+                    wal::Placed::None => None,
+                };
+                let message =
+                    StagedMessage::from_header(frame.header).map_err(|reason| Error::Corrupt {
+                        uid: 0,
+                        reason: format!("log frame at {at} of pack {pack}: {reason}"),
+                    })?;
+                at += frame.len;
+                items.push((message, storage, at));
+            }
+            for chunk in items.chunks(committer::MAX_BATCH) {
+                // Each commit records the end of its last frame: a crash in between resumes there.
+                let end = chunk.last().map_or(start, |(_, _, end)| *end);
+                let staged = Staged {
+                    items: chunk.iter().map(|(m, s, _)| (m.clone(), *s)).collect(),
+                    pack_end: (pack, end),
+                };
+                filed += chunk.len();
+                self.commit_staged(staged, hooks, true)?;
+            }
+            match stop {
+                Some(stop) => {
+                    let damaged = matches!(stop, wal::Stop::Damaged(_));
+                    tracing::warn!(
+                        pack,
+                        at,
+                        ?stop,
+                        "the log ends in a frame that is not whole: cutting it off"
+                    );
+                    packs
+                        .cut(at, damaged)
+                        .map_err(io(format!("cutting off the tail of pack {pack}")))?;
+                    break;
+                }
+                None => {
+                    packs.cut(at, false).map_err(io(format!("pack {pack}")))?;
+                    if !packs.has_next() {
+                        break;
+                    }
+                    packs.advance().map_err(io("opening the next pack"))?;
+                }
+            }
+        }
+        // The position the database records: where the next frame goes.
+        let (pack, len) = packs.position();
+        let txn = self.db.begin_write().db()?;
+        {
+            let mut meta = txn.open_table(META).db()?;
+            meta.insert(META_PACK, u64::from(pack)).db()?;
+            meta.insert(META_PACK_LEN, len).db()?;
+        }
+        txn.commit().db()?;
+        if filed > 0 {
+            tracing::info!(
+                messages = filed,
+                "filed the log's tail after an unclean stop"
+            );
+        }
+        self.needs_recovery.store(false, Ordering::Release);
+        Ok(filed)
     }
 
     /// Adds to counters for events that store nothing (junk dropped).
@@ -920,13 +1109,13 @@ impl<'t> Writer<'t> {
 
     fn insert(
         &mut self,
-        item: NewMessage,
+        item: StagedMessage,
         storage: Storage,
         hooks: &dyn Hooks,
     ) -> Result<PutOutcome, Error> {
         let uid = self.next_uid()?;
         *self.tally.meta.entry(META_RAW_BYTES).or_default() += item.size;
-        *self.tally.meta.entry(META_STORED_BYTES).or_default() += item.stored.len() as u64;
+        *self.tally.meta.entry(META_STORED_BYTES).or_default() += item.stored_size;
 
         let record = Record {
             v: record::RECORD_VERSION,
@@ -936,7 +1125,7 @@ impl<'t> Writer<'t> {
             storage,
             compression: item.compression,
             size: item.size,
-            stored_size: item.stored.len() as u64,
+            stored_size: item.stored_size,
             copies: 1,
             meta: item.meta,
         };
@@ -996,7 +1185,7 @@ impl<'t> Writer<'t> {
     fn merge(
         &mut self,
         uid: u32,
-        item: NewMessage,
+        item: StagedMessage,
         hooks: &dyn Hooks,
     ) -> Result<PutOutcome, Error> {
         let Some(bytes) = self.messages.get(uid).db()?.map(|g| g.value().to_vec()) else {

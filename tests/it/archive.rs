@@ -561,7 +561,7 @@ fn list_filters_by_direction_date_and_address() {
 }
 
 #[test]
-fn a_pack_tail_left_by_a_commit_that_never_happened_is_cut_off() {
+fn bytes_past_the_log_that_are_no_frame_are_cut_off_and_kept_aside() {
     let t = TestArchive::new();
     let first = simple("a@fabrikam.com", "alice@contoso.com", None, "p1@x", "one");
     t.ingestor()
@@ -571,15 +571,22 @@ fn a_pack_tail_left_by_a_commit_that_never_happened_is_cut_off() {
     let pack = dir.path().join("packs/pack-000001.dat");
     let committed = std::fs::metadata(&pack).expect("pack").len();
     assert!(committed > 0);
-    // What a crash between the pack's fsync and the database commit leaves behind.
+    // Not a frame: what an older version's crash left after its last commit.
     let mut bytes = std::fs::read(&pack).expect("read");
-    bytes.extend_from_slice(&[0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3, 4, 5, 6, 7, 8]);
+    let junk = [0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3, 4, 5, 6, 7, 8];
+    bytes.extend_from_slice(&junk);
     std::fs::write(&pack, &bytes).expect("write");
 
     let archive = Arc::new(Archive::open(dir.path()).expect("reopen"));
-    assert_eq!(std::fs::metadata(&pack).expect("pack").len(), committed);
+    assert!(archive.needs_recovery());
     let (ingestor, committer) =
         ingest::Ingestor::start(Arc::clone(&archive), policy()).expect("start");
+    assert!(!archive.needs_recovery());
+    assert_eq!(std::fs::metadata(&pack).expect("pack").len(), committed);
+    let aside = dir
+        .path()
+        .join(format!("packs/pack-000001.dat.damaged-at-{committed}"));
+    assert_eq!(std::fs::read(&aside).expect("kept aside"), junk);
     let second = simple("a@fabrikam.com", "alice@contoso.com", None, "p2@x", "two");
     ingestor
         .ingest_blocking(&second, &envelope())
@@ -593,4 +600,90 @@ fn a_pack_tail_left_by_a_commit_that_never_happened_is_cut_off() {
     assert!(report.problems.is_empty(), "{report:?}");
     drop(ingestor);
     committer.join().expect("committer");
+}
+
+#[test]
+fn a_batch_in_the_log_but_not_in_the_database_is_filed_at_the_next_start() {
+    let t = TestArchive::new();
+    let first = simple("a@fabrikam.com", "alice@contoso.com", None, "w1@x", "one");
+    t.ingestor()
+        .ingest_blocking(&first, &envelope())
+        .expect("ingest");
+    let dir = t.close();
+    let second = simple("a@fabrikam.com", "alice@contoso.com", None, "w2@x", "two");
+    let copy = simple(
+        "a@fabrikam.com",
+        "alice@contoso.com",
+        Some("bob@contoso.com"),
+        "w2@x",
+        "two",
+    );
+    let large = with_incompressible_attachment("w3@x", 100);
+    // A crash after a batch was written to the log (and fsynced), before its commit was
+    // durable: staged, never committed.
+    {
+        let archive = Archive::open(dir.path()).expect("open");
+        let items = [&second, &copy, &large]
+            .into_iter()
+            .map(|raw| match ingest::analyze(raw, &envelope(), &policy()) {
+                Ok(ingest::Analyzed::Store(item)) => *item,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        archive.stage(items).expect("stage");
+    }
+    // ... and the start of a frame that the crash cut short.
+    let pack = dir.path().join("packs/pack-000001.dat");
+    let whole = std::fs::metadata(&pack).expect("pack").len();
+    let mut bytes = std::fs::read(&pack).expect("read");
+    bytes.extend_from_slice(b"MJW1\x40\x00\x00\x00\x00\x00\x00\x00{\"id\":");
+    std::fs::write(&pack, &bytes).expect("write");
+
+    let archive = Arc::new(Archive::open(dir.path()).expect("reopen"));
+    assert!(archive.needs_recovery());
+    assert!(
+        archive.get(2).expect("get").is_none(),
+        "not filed before recovery"
+    );
+    let (ingestor, committer) =
+        ingest::Ingestor::start(Arc::clone(&archive), policy()).expect("start");
+    assert_eq!(
+        std::fs::metadata(&pack).expect("pack").len(),
+        whole,
+        "the cut-short frame is cut off"
+    );
+    let two = archive.get(2).expect("get").expect("filed from the log");
+    assert_eq!(archive.raw(&two).expect("raw"), second);
+    assert_eq!(two.copies, 2, "the copy in the same batch is merged");
+    assert!(
+        two.meta
+            .recipients
+            .addresses()
+            .any(|a| a == "bob@contoso.com")
+    );
+    let three = archive.get(3).expect("get").expect("filed from the log");
+    assert_eq!(three.storage, Storage::File);
+    assert!(archive.raw(&three).expect("raw") == large);
+    let stats = archive.stats().expect("stats");
+    assert_eq!((stats.messages, stats.next_uid), (3, 4));
+    assert_eq!(stats.counters["duplicates"], 1);
+
+    let fourth = simple("a@fabrikam.com", "alice@contoso.com", None, "w4@x", "four");
+    let again = ingestor
+        .ingest_blocking(&fourth, &envelope())
+        .expect("ingest");
+    assert!(matches!(again, Outcome::Stored { uid: 4, .. }), "{again:?}");
+    let report = archive.verify(false, |_, _| {}).expect("verify");
+    assert!(
+        report.problems.is_empty() && report.orphans.is_empty(),
+        "{report:?}"
+    );
+    drop(ingestor);
+    committer.join().expect("committer");
+
+    // Filed once: a second start has nothing left to file.
+    drop(archive);
+    let archive = Archive::open(dir.path()).expect("reopen");
+    assert!(!archive.needs_recovery());
+    assert_eq!(archive.stats().expect("stats").messages, 4);
 }
