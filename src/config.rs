@@ -124,12 +124,14 @@ struct OrganizationSection {
 #[serde(default)]
 struct StorageSection {
     data_dir: PathBuf,
+    compression: crate::archive::Codec,
 }
 
 impl Default for StorageSection {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
+            compression: crate::archive::Codec::default(),
         }
     }
 }
@@ -509,6 +511,8 @@ pub struct Settings {
     pub source_name: String,
     pub org: OrgDomains,
     pub data_dir: PathBuf,
+    /// How new messages are compressed (`storage.compression`).
+    pub compression: crate::archive::Codec,
     pub ingest: IngestSettings,
     pub junk: JunkSettings,
     pub logging: Logging,
@@ -778,6 +782,7 @@ impl Settings {
             source_name: source_name.to_owned(),
             org: OrgDomains::new(rules),
             data_dir: data_dir.0,
+            compression: storage.compression,
             ingest: IngestSettings {
                 max_message_size: max,
             },
@@ -1001,6 +1006,28 @@ mod tests {
         assert!(s.org.contains_domain("eu.example.com"));
         assert_eq!(s.junk.action, JunkAction::Quarantine);
         assert_eq!(s.junk.rules.scl_threshold, Some(5));
+        assert_eq!(s.compression, crate::archive::Codec::Lz4);
+    }
+
+    #[test]
+    fn compression_is_lz4_or_zstd() {
+        let s = Settings::from_toml(
+            &DEFAULT_CONFIG.replace("compression = \"lz4\"", "compression = \"zstd\""),
+            "t.toml",
+            no_env,
+        )
+        .expect("valid");
+        assert_eq!(s.compression, crate::archive::Codec::Zstd);
+        let err = Settings::from_toml(
+            "[organization]\ndomains = [\"example.com\"]\n[storage]\ncompression = \"gzip\"",
+            "t.toml",
+            no_env,
+        )
+        .expect_err("invalid");
+        assert!(
+            err.problems.iter().any(|p| p.key == "storage.compression"),
+            "{err}"
+        );
     }
 
     #[test]

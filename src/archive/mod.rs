@@ -29,6 +29,7 @@ use redb::{
 };
 use serde::Serialize;
 
+pub use blobs::Codec;
 pub use committer::{Arrival, Committer, Pending};
 pub use folders::{FLAG_FLAGGED, FLAG_SEEN, FolderQuery};
 pub use id::{BlobHash, StableId};
@@ -156,8 +157,15 @@ pub struct NewMessage {
 
 impl NewMessage {
     /// `blob` must be [`BlobHash::of`]`(raw)` (the caller has usually computed it already).
-    pub fn prepare(raw: &[u8], blob: BlobHash, id: StableId, meta: Meta) -> Result<Self, Error> {
-        let (stored, compression) = blobs::encode(raw).map_err(io("compressing a message"))?;
+    pub fn prepare(
+        raw: &[u8],
+        blob: BlobHash,
+        id: StableId,
+        meta: Meta,
+        codec: Codec,
+    ) -> Result<Self, Error> {
+        let (stored, compression) =
+            blobs::encode(raw, codec).map_err(io("compressing a message"))?;
         Ok(Self {
             id,
             blob,

@@ -127,6 +127,8 @@ pub enum Compression {
     /// One zstd frame (every record written before format 2).
     #[default]
     Zstd,
+    /// One LZ4 block.
+    Lz4,
     /// The raw bytes as they are: zstd would have saved too little to be worth decoding on
     /// every read (see `blobs::MIN_SAVING_PERCENT`).
     None,

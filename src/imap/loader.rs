@@ -1,9 +1,10 @@
-//! FETCH answers built off the session's task. Reading a message, decompressing it and
-//! building its data items run on tokio's blocking pool, in batches of about
-//! [`BATCH_BYTES`], a few batches ahead of what the session is writing: the archive's reads,
-//! the decompression (on more than one core) and the socket's writes overlap, and the
-//! session's task never waits on the disk. What a session holds is bounded by the batches
-//! in flight, not by the size of the answer.
+//! FETCH answers, built in batches of about [`BATCH_BYTES`] of messages. A batch is read,
+//! decoded and turned into data items by the session's task itself, right before it is
+//! written: decoding is cheap (LZ4, or nothing for attachments), a hand-off to another
+//! thread costs more than it saves, and on a small server the client needs the other core.
+//! A batch above that size (one large message) is built on tokio's blocking pool, a few
+//! batches ahead, so a session never holds its worker thread for long. What a session holds
+//! is bounded by the batches in flight, not by the size of the answer.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -192,11 +193,10 @@ fn take_batch(located: &mut VecDeque<Located>) -> Vec<Located> {
     part
 }
 
-/// How many batches load at once: enough to keep both cores of a small server busy while
-/// the session writes.
+/// How many batches are planned ahead (large ones loading on the blocking pool meanwhile).
 const IN_FLIGHT: usize = 3;
 
-/// A FETCH's batches in order, loading [`IN_FLIGHT`] ahead.
+/// A FETCH's batches in order, planned [`IN_FLIGHT`] ahead.
 pub struct Pipeline {
     job: Arc<Job>,
     /// Located, not yet in a batch.
@@ -206,8 +206,10 @@ pub struct Pipeline {
     loading: VecDeque<Slot>,
 }
 
-/// A batch being built on the blocking pool, or one built already.
+/// A batch to build when its turn comes, one being built on the blocking pool, or one built
+/// already.
 enum Slot {
+    Part(Vec<Located>),
     Loading(JoinHandle<Batch>),
     Ready(Batch),
 }
@@ -228,6 +230,7 @@ impl Pipeline {
         loop {
             self.fill().await;
             let loaded = match self.loading.pop_front()? {
+                Slot::Part(part) => Ok(self.job.load(part)),
                 Slot::Ready(batch) => Ok(batch),
                 Slot::Loading(task) => task.await,
             };
@@ -242,10 +245,10 @@ impl Pipeline {
         }
     }
 
-    /// Starts loads until [`IN_FLIGHT`] are running. Looking records up is quick (one read
-    /// transaction for [`LOCATE_CHUNK`] records) and done here; reading and decompressing
-    /// messages is not, and runs on the blocking pool. Answers that need no message bytes
-    /// are built here too: they cost less than handing them to another thread.
+    /// Plans batches until [`IN_FLIGHT`] are ahead. Looking records up is quick (one read
+    /// transaction for [`LOCATE_CHUNK`] records) and done here, and so are answers that need
+    /// no message bytes; a batch larger than [`BATCH_BYTES`] starts loading on the blocking
+    /// pool.
     async fn fill(&mut self) {
         while self.loading.len() < IN_FLIGHT {
             if self.located.is_empty() && self.next < self.job.plan.len() {
@@ -259,11 +262,8 @@ impl Pipeline {
             let job = Arc::clone(&self.job);
             if job.needs_raw {
                 let part = take_batch(&mut self.located);
-                // The whole (small) answer, nothing to overlap with: a hand-off to another
-                // thread would cost more than it saves (one message, as sync clients ask).
-                let last = self.located.is_empty() && self.next >= job.plan.len();
-                if last && self.loading.is_empty() && batch_bytes(&part) <= BATCH_BYTES {
-                    self.loading.push_back(Slot::Ready(job.load(part)));
+                if batch_bytes(&part) <= BATCH_BYTES {
+                    self.loading.push_back(Slot::Part(part));
                 } else {
                     let task = tokio::task::spawn_blocking(move || job.load(part));
                     self.loading.push_back(Slot::Loading(task));

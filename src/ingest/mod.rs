@@ -67,6 +67,8 @@ pub struct Policy {
     /// Addresses that are never recipients of record: the journal mailbox itself, which MTAs
     /// name in `Delivered-To:`/`X-Original-To:` when they hand it the copy.
     pub ignore_recipients: Vec<String>,
+    /// How new messages are compressed.
+    pub codec: archive::Codec,
 }
 
 impl Policy {
@@ -76,6 +78,7 @@ impl Policy {
             junk: settings.junk.clone(),
             max_message_size: settings.ingest.max_message_size,
             ignore_recipients: settings.smtp.journal_addresses.clone(),
+            codec: settings.compression,
         }
     }
 
@@ -220,7 +223,11 @@ pub fn analyze(raw: &[u8], envelope: &Envelope, policy: &Policy) -> Result<Analy
         _ => StableId::from_content(&blob),
     };
     Ok(Analyzed::Store(Box::new(NewMessage::prepare(
-        bytes, blob, id, meta,
+        bytes,
+        blob,
+        id,
+        meta,
+        policy.codec,
     )?)))
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use mailjournal::archive::{Archive, BlobHash, Compression, Counter, Filter, Storage};
+use mailjournal::archive::{Archive, BlobHash, Codec, Compression, Counter, Filter, Storage};
 use mailjournal::classify::Direction;
 use mailjournal::config::JunkAction;
 use mailjournal::ingest::{self, Envelope, Outcome};
@@ -322,7 +322,7 @@ fn mail_that_compresses_poorly_is_stored_as_is_and_text_is_compressed() {
         pdf_large,
         "the file holds the message as it is"
     );
-    assert_eq!(plain.compression, Compression::Zstd);
+    assert_eq!(plain.compression, Compression::Lz4);
     assert!(plain.stored_size * 4 < plain.size, "{plain:?}");
     let stats = t.archive().stats().expect("stats");
     assert_eq!(
@@ -335,7 +335,7 @@ fn mail_that_compresses_poorly_is_stored_as_is_and_text_is_compressed() {
         "{report:?}"
     );
 
-    // A flipped byte in an uncompressed blob has no zstd checksum to trip: the hash does.
+    // A flipped byte in an uncompressed blob has no codec to trip over it: the hash does.
     let mut bytes = std::fs::read(&stale).expect("read");
     bytes[1000] ^= 0x01;
     std::fs::write(&stale, &bytes).expect("tamper");
@@ -345,6 +345,48 @@ fn mail_that_compresses_poorly_is_stored_as_is_and_text_is_compressed() {
         report.problems[0].contains("does not hash to its name"),
         "{report:?}"
     );
+}
+
+#[test]
+fn changing_the_codec_leaves_what_is_archived_readable() {
+    let text = |mid: &str| {
+        simple(
+            "alice@contoso.com",
+            "kim@fabrikam.com",
+            None,
+            mid,
+            &"Thanks for the call today; the numbers are below.\r\n".repeat(100),
+        )
+    };
+    let (first, second) = (text("zstd@contoso.com"), text("lz4@contoso.com"));
+    let t = TestArchive::with_policy(ingest::Policy {
+        codec: Codec::Zstd,
+        ..policy()
+    });
+    t.ingestor()
+        .ingest_blocking(&first, &envelope())
+        .expect("ingest");
+    let dir = t.close();
+
+    let archive = Arc::new(Archive::open(dir.path()).expect("reopen"));
+    let (ingestor, committer) =
+        ingest::Ingestor::start(Arc::clone(&archive), policy()).expect("start");
+    ingestor
+        .ingest_blocking(&second, &envelope())
+        .expect("ingest");
+    for (uid, raw, how) in [
+        (1, &first, Compression::Zstd),
+        (2, &second, Compression::Lz4),
+    ] {
+        let r = archive.get(uid).expect("get").expect("record");
+        assert_eq!(r.compression, how);
+        assert!(r.stored_size * 4 < r.size, "{r:?}");
+        assert_eq!(&archive.raw(&r).expect("raw"), raw);
+    }
+    let report = archive.verify(false, |_, _| {}).expect("verify");
+    assert!(report.problems.is_empty(), "{report:?}");
+    drop(ingestor);
+    committer.join().expect("committer");
 }
 
 #[test]
@@ -384,7 +426,7 @@ fn verify_names_a_corrupt_or_missing_blob_and_repair_removes_only_orphans() {
     assert!(report.problems.is_empty(), "{report:?}");
     assert_eq!(report.orphans, std::slice::from_ref(&orphan));
 
-    // Flip one byte of the compressed file: zstd's checksum or the hash catches it.
+    // Flip one byte of the stored file: the codec or the hash catches it.
     let mut bytes = std::fs::read(&blob_path).expect("read blob");
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x55;
