@@ -1,7 +1,8 @@
-//! Group commit: every message waiting to be stored goes into one durable transaction, so
-//! many concurrent senders share the fsyncs. Two threads form a pipeline: the staging thread
-//! writes and syncs the blobs of the next batches while the commit thread commits the
-//! ones before, and every batch staged during a commit goes into the next one.
+//! Group commit: every message waiting to be stored goes into one append to the write-ahead
+//! log (one fsync) and one database transaction, so many concurrent senders share the work.
+//! Two threads form a pipeline: the staging thread logs the next batches while the commit
+//! thread files the ones before in the database, and every batch logged during a commit
+//! goes into the next one. Commits skip the database's fsync between checkpoints.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -165,7 +166,10 @@ enum Next {
 #[derive(Default)]
 struct HandoffState {
     waiting: Option<StagedBatch>,
+    /// No more batches will come.
     closed: bool,
+    /// The commit thread has ended (it never does unless something panicked).
+    gone: bool,
 }
 
 impl Handoff {
@@ -174,15 +178,20 @@ impl Handoff {
     }
 
     /// Adds a staged batch to what waits for the commit thread; blocks while a full batch
-    /// is already waiting (back-pressure on the staging thread).
-    fn put(&self, batch: StagedBatch) {
+    /// is already waiting (back-pressure on the staging thread). Gives the batch back if the
+    /// commit thread is gone.
+    fn put(&self, batch: StagedBatch) -> Result<(), StagedBatch> {
         let mut state = self.lock();
-        while state
-            .waiting
-            .as_ref()
-            .is_some_and(|w| w.staged.len() >= MAX_BATCH || w.bytes >= MAX_BATCH_BYTES)
+        while !state.gone
+            && state
+                .waiting
+                .as_ref()
+                .is_some_and(|w| w.staged.len() >= MAX_BATCH || w.bytes >= MAX_BATCH_BYTES)
         {
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        if state.gone {
+            return Err(batch);
         }
         match state.waiting.as_mut() {
             Some(waiting) => {
@@ -193,6 +202,7 @@ impl Handoff {
             None => state.waiting = Some(batch),
         }
         self.changed.notify_all();
+        Ok(())
     }
 
     /// Everything waiting, once there is something (or `Idle` after `idle` with nothing).
@@ -225,9 +235,31 @@ impl Handoff {
     }
 }
 
-/// The staging thread: gathers waiting jobs into a batch, writes and syncs its blobs, and
-/// hands it to the commit thread, which commits earlier batches meanwhile: the pack's fsync
-/// and the database's fsync overlap, and batches staged during one commit share the next.
+/// Held by the commit thread: when it ends, however it ends, whatever still waits for it is
+/// answered with an error instead of waiting forever.
+struct CommitThread<'a> {
+    handoff: &'a Handoff,
+    queued: &'a Queued,
+}
+
+impl Drop for CommitThread<'_> {
+    fn drop(&mut self) {
+        let waiting = {
+            let mut state = self.handoff.lock();
+            state.gone = true;
+            state.waiting.take()
+        };
+        self.handoff.changed.notify_all();
+        if let Some(batch) = waiting {
+            self.queued.release(batch.bytes);
+            fail(batch.replies, Error::CommitterGone);
+        }
+    }
+}
+
+/// The staging thread: gathers waiting jobs into a batch, logs it (durably), and hands it
+/// to the commit thread, which files earlier batches meanwhile; batches logged during one
+/// commit share the next.
 fn run(
     archive: Arc<Archive>,
     hooks: Box<dyn Hooks>,
@@ -283,11 +315,17 @@ fn run(
         let (items, replies): (Vec<_>, Vec<_>) =
             jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
         match archive.stage(items) {
-            Ok(staged) => handoff.put(StagedBatch {
-                staged,
-                replies,
-                bytes,
-            }),
+            Ok(staged) => {
+                let batch = StagedBatch {
+                    staged,
+                    replies,
+                    bytes,
+                };
+                if let Err(batch) = handoff.put(batch) {
+                    queued.release(batch.bytes);
+                    fail(batch.replies, Error::CommitterGone);
+                }
+            }
             Err(e) => {
                 queued.release(bytes);
                 fail(replies, e);
@@ -304,6 +342,7 @@ fn run(
 const CHECKPOINT: Duration = Duration::from_millis(200);
 
 fn commit_loop(archive: &Archive, hooks: &dyn Hooks, handoff: &Handoff, queued: &Queued) {
+    let _thread = CommitThread { handoff, queued };
     let mut last_durable = Instant::now();
     // Commits since the last durable one; after a failed commit, the next is durable, so
     // that a crash never files the failed batch (answered 4xx) before later ones.
