@@ -227,20 +227,14 @@ async fn authenticate(
     }
 }
 
-/// One argon2 check whatever the outcome: the role asked for is one the account has (any
-/// role works for an unknown name, which `auth::authenticate` checks against a decoy).
+/// One argon2 check whatever the outcome (see `auth::authenticate_any`).
 fn check_password(archive: &Archive, name: &str, password: &str) -> Option<Account> {
-    let role = archive
-        .account(name)
-        .ok()
-        .flatten()
-        .and_then(|a| {
-            [Role::Admin, Role::Auditor, Role::Salesperson]
-                .into_iter()
-                .find(|r| a.roles.contains(r))
-        })
-        .unwrap_or(Role::Admin);
-    auth::authenticate(archive, name, password, role)
+    auth::authenticate_any(
+        archive,
+        name,
+        password,
+        &[Role::Admin, Role::Auditor, Role::Salesperson],
+    )
 }
 
 /// Counts a failure from `ip`, waits as the throttle says, and answers 401.

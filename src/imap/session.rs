@@ -590,10 +590,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let archive = Arc::clone(&self.ctx.archive);
         let (u, p) = (user.to_owned(), pass.to_owned());
         let account = tokio::task::spawn_blocking(move || {
-            [Role::Admin, Role::Auditor, Role::Salesperson]
-                .into_iter()
-                .find_map(|role| auth::authenticate(&archive, &u, &p, role))
-                .filter(access::may_log_in)
+            auth::authenticate_any(
+                &archive,
+                &u,
+                &p,
+                &[Role::Admin, Role::Auditor, Role::Salesperson],
+            )
+            .filter(access::may_log_in)
         })
         .await
         .ok()
