@@ -246,15 +246,7 @@ fn twenty_megabyte_attachment_is_a_file_and_round_trips() {
 
 /// A message with a base64 attachment of already compressed data (`kib` KiB of it).
 fn with_incompressible_attachment(mid: &str, kib: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let data: Vec<u8> = (0..kib * 1024)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect();
+    let data = crate::support::pseudo_random_bytes(kib * 1024);
     let b64 = data_encoding::BASE64.encode(&data);
     let mut body = String::from(
         "--b\r\nContent-Type: text/plain\r\n\r\nThe quote, as promised.\r\n\r\n--b\r\n\

@@ -21,15 +21,7 @@ const GENERATED: &str = "twenty-megabyte-attachment";
 
 /// The generated case's message: an outbound mail with a 20 MiB pseudo-random attachment.
 pub fn twenty_megabyte_message() -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let payload: Vec<u8> = (0..20 * 1024 * 1024)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect();
+    let payload = crate::support::pseudo_random_bytes(20 * 1024 * 1024);
     let base64 = data_encoding::BASE64.encode(&payload);
     let mut message = String::with_capacity(base64.len() + base64.len() / 38 + 1024);
     message.push_str(

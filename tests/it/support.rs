@@ -138,3 +138,17 @@ pub fn account(
         grants: Vec::new(),
     }
 }
+
+/// `n` pseudo-random bytes (xorshift, fixed seed): stands for already compressed data
+/// (a PDF, a JPEG), the same on every run.
+pub fn pseudo_random_bytes(n: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
