@@ -16,6 +16,7 @@ pub mod http;
 pub mod imap;
 pub mod ingest;
 pub mod metrics;
+pub mod mutf7;
 pub mod net;
 pub mod pull;
 pub mod runtime;

@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::archive::{self, Archive};
-use crate::auth::Throttle;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::ingest::{self, Ingestor};
@@ -86,13 +85,15 @@ impl Server {
         let tracker = TaskTracker::new();
         let logging = Arc::new(LoggingSwitch::new(settings.logging));
         let metrics = Arc::new(crate::metrics::Metrics::default());
+        // One gate for every password check (IMAP, SMTP AUTH, HTTP).
+        let logins = Arc::new(crate::auth::Logins::standard());
         let ctx = Arc::new(smtp::Context {
             settings: settings.smtp.clone(),
             max_message_size: settings.ingest.max_message_size,
             ingestor: ingestor.clone(),
             tls: Some(Arc::clone(&tls.config)),
             logging: Arc::clone(&logging),
-            throttle: Throttle::new(Duration::from_secs(600), 10),
+            logins: Arc::clone(&logins),
             clock: Arc::clone(&clock),
             data_budget: Arc::new(Semaphore::new(DATA_BUDGET_BYTES / 1024)),
             shutdown: shutdown.clone(),
@@ -177,7 +178,7 @@ impl Server {
             settings: settings.imap.clone(),
             archive: Arc::clone(&archive),
             tls: Some(Arc::clone(&tls.config)),
-            throttle: Throttle::new(Duration::from_secs(600), 10),
+            logins: Arc::clone(&logins),
             shutdown: server.shutdown.clone(),
             metrics: Arc::clone(&metrics),
         });
@@ -185,7 +186,7 @@ impl Server {
             settings: http_settings,
             archive: Arc::clone(&archive),
             metrics: Arc::clone(&metrics),
-            throttle: Throttle::new(Duration::from_secs(600), 10),
+            logins: Arc::clone(&logins),
             tokens: crate::http::Tokens::load(&settings.data_dir)?,
             clock: Arc::clone(&clock),
         });

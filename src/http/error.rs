@@ -39,6 +39,14 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, message)
     }
 
+    /// 503: too many logins are being checked; the client may retry.
+    pub fn busy() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many logins at once, try again later",
+        )
+    }
+
     /// Also what a caller gets for something that exists but is not theirs to see.
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not found")

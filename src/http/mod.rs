@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::archive::Archive;
-use crate::auth::Throttle;
+use crate::auth::Logins;
 use crate::clock::Clock;
 use crate::config::HttpSettings;
 use crate::metrics::Metrics;
@@ -61,16 +61,15 @@ pub struct Context {
     pub settings: HttpSettings,
     pub archive: Arc<Archive>,
     pub metrics: Arc<Metrics>,
-    /// Failed logins per source address (its own, or shared with IMAP).
-    pub throttle: Throttle,
+    /// Every password check, shared with IMAP and SMTP.
+    pub logins: Arc<Logins>,
     pub tokens: Tokens,
     pub clock: Arc<dyn Clock>,
 }
 
-/// The handlers' state: the context and what authentication remembers.
+/// The handlers' state.
 struct Shared {
     ctx: Arc<Context>,
-    logins: login::Logins,
 }
 
 /// The connection a request came on (a request extension).
@@ -131,20 +130,14 @@ pub fn spawn(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) -> Gauge {
-    let shared = Arc::new(Shared {
-        ctx,
-        logins: login::Logins::default(),
-    });
+    let shared = Arc::new(Shared { ctx });
     let app = routes::router(shared);
     let implicit_tls = tls.is_some();
-    let limits = Limits {
-        max_connections: MAX_CONNECTIONS,
-        max_per_minute: MAX_CONNECTIONS_PER_MINUTE,
-        exempt: ["127.0.0.0/8", "::1/128"]
-            .iter()
-            .filter_map(|n| n.parse().ok())
-            .collect(),
-    };
+    let limits = Limits::new(
+        MAX_CONNECTIONS,
+        MAX_CONNECTIONS_PER_MINUTE,
+        listener::loopback(),
+    );
     let stop = shutdown.clone();
     listener::spawn(
         listener,

@@ -99,7 +99,7 @@ async fn metrics(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if !peer.is_loopback() {
-        let user = login::require(&s.ctx, &s.logins, &headers, peer.ip()).await?;
+        let user = login::require(&s.ctx, &headers, peer.ip()).await?;
         if !(user.has_role(Role::Admin) || user.has_role(Role::Auditor)) {
             return Err(ApiError::forbidden(
                 "metrics are for admin and auditor accounts",
@@ -144,7 +144,7 @@ async fn message(
     // id, so nothing is learned about which messages exist.
     let reader = match token {
         Some(token) if credentials_absent(&headers) => Reader::Link(token),
-        _ => Reader::Account(login::require(&s.ctx, &s.logins, &headers, peer.ip()).await?),
+        _ => Reader::Account(login::require(&s.ctx, &headers, peer.ip()).await?),
     };
     let Path(segment) = path.map_err(|_| ApiError::not_found())?;
     let (text, as_json) = match segment.strip_suffix(".json") {
@@ -285,7 +285,7 @@ async fn interactions(
     headers: HeaderMap,
     query: Result<Query<InteractionsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = login::require(&s.ctx, &s.logins, &headers, peer.ip()).await?;
+    let user = login::require(&s.ctx, &headers, peer.ip()).await?;
     let Query(query) = query.map_err(|_| ApiError::bad_request("malformed query string"))?;
     let (mut filter, limit) = entry_filter(query)?;
     let archive = Arc::clone(&s.ctx.archive);
@@ -375,7 +375,7 @@ async fn add_opportunity(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let user = login::require(&s.ctx, &s.logins, &headers, peer.ip()).await?;
+    let user = login::require(&s.ctx, &headers, peer.ip()).await?;
     if !(user.has_role(Role::Admin) || user.has_role(Role::Salesperson)) {
         return Err(ApiError::forbidden("this account is read-only"));
     }
@@ -421,7 +421,7 @@ async fn opportunities(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = login::require(&s.ctx, &s.logins, &headers, peer.ip()).await?;
+    let user = login::require(&s.ctx, &headers, peer.ip()).await?;
     let Path(contact) = path.map_err(|_| ApiError::not_found())?;
     let archive = Arc::clone(&s.ctx.archive);
     let access = user.access;
@@ -460,7 +460,7 @@ async fn add_link(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = login::require(&s.ctx, &s.logins, &headers, peer.ip()).await?;
+    let user = login::require(&s.ctx, &headers, peer.ip()).await?;
     let NewLink { id, ttl_seconds } = json_body(&headers, body)?;
     let id: StableId = given(id)
         .and_then(|id| id.parse().ok())

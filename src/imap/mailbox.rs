@@ -137,26 +137,69 @@ pub fn find(name: &str, all: Vec<Folder>) -> Option<Folder> {
     all.into_iter().find(|f| f.name == name)
 }
 
-/// RFC 3501 LIST matching: `*` matches anything, `%` anything but the delimiter.
+/// The longest LIST pattern (reference and pattern together, in characters) we match: far
+/// more than any folder path, and small enough that matching stays cheap.
+pub const MAX_PATTERN: usize = 1024;
+
+/// RFC 3501 LIST matching: `*` matches anything, `%` anything but the delimiter. INBOX
+/// matches case-insensitively.
+///
+/// Runs in time linear in the name for each pattern position (a set of pattern positions
+/// is carried along the name, as an NFA would), with no recursion, so no pattern can
+/// exhaust the stack or backtrack exponentially. Callers bound the pattern with
+/// [`MAX_PATTERN`].
 pub fn matches(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some(('*', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
-            Some(('%', rest)) => (0..=n.len())
-                .take_while(|&i| i == 0 || n[i - 1] != DELIMITER)
-                .any(|i| go(rest, &n[i..])),
-            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
+    let pattern: Vec<char> = if name == "INBOX" {
+        pattern.to_ascii_uppercase().chars().collect()
+    } else {
+        pattern.chars().collect()
+    };
+    // Runs of wildcards: `**` is `*`, and `*` next to `%` is `*`.
+    let mut p: Vec<char> = Vec::with_capacity(pattern.len());
+    for c in pattern {
+        match (p.last_mut(), c) {
+            (Some(last @ ('*' | '%')), '*') => *last = '*',
+            (Some('*'), '%') => {}
+            _ => p.push(c),
         }
     }
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    // INBOX matches case-insensitively.
-    if name == "INBOX" {
-        let upper: Vec<char> = pattern.to_ascii_uppercase().chars().collect();
-        return go(&upper, &n);
+    // live[i]: the first i pattern characters match the name read so far.
+    let mut live = vec![false; p.len() + 1];
+    let mut next = vec![false; p.len() + 1];
+    live[0] = true;
+    skip_wildcards(&p, &mut live);
+    for c in name.chars() {
+        next.iter_mut().for_each(|b| *b = false);
+        let mut any = false;
+        for (i, &pc) in p.iter().enumerate() {
+            if !live[i] {
+                continue;
+            }
+            match pc {
+                '*' => next[i] = true,
+                '%' if c != DELIMITER => next[i] = true,
+                '%' => {}
+                _ if pc == c => next[i + 1] = true,
+                _ => {}
+            }
+            any = true;
+        }
+        if !any {
+            return false;
+        }
+        skip_wildcards(&p, &mut next);
+        std::mem::swap(&mut live, &mut next);
     }
-    go(&p, &n)
+    live[p.len()]
+}
+
+/// A wildcard may match nothing: where position i is live before one, i + 1 is too.
+fn skip_wildcards(p: &[char], live: &mut [bool]) {
+    for (i, &pc) in p.iter().enumerate() {
+        if live[i] && matches!(pc, '*' | '%') {
+            live[i + 1] = true;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -177,10 +220,39 @@ mod tests {
             ("In*", "INBOX", true),
             ("Out%", "Outbound", true),
             ("", "INBOX", false),
+            ("*/%", "By month/2026", true),
+            ("*/%", "INBOX", false),
+            ("%/%/%", "By month/2026/11", true),
+            ("%/%", "By month/2026/11", false),
+            ("B*h/*1", "By month/2026/11", true),
+            ("B*h/*2", "By month/2026/11", false),
+            ("*%*%", "Inbound", true),
+            ("Inbound", "Inbound", true),
+            ("Inbound*", "Inbound", true),
+            ("Inbound%x", "Inbound", false),
+            ("inbound", "Inbound", false),
+            ("%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%Z", "Inbound", false),
         ];
         for (pattern, name, want) in cases {
             assert_eq!(matches(pattern, name), want, "{pattern} ~ {name}");
         }
+    }
+
+    #[test]
+    fn hostile_patterns_are_cheap() {
+        // 40,000 stars once overflowed the stack of a recursive matcher; stars before a
+        // letter that never comes backtracked exponentially.
+        let stars = "*".repeat(40_000);
+        assert!(matches(&stars, "By month/2026/11"));
+        assert!(!matches(
+            &format!("{}Z", "*%".repeat(20_000)),
+            "By month/2026/11"
+        ));
+        // Wildcards that cannot merge, before a letter that never comes: a backtracking
+        // matcher would not finish this in any lifetime.
+        let long_name = "a".repeat(2_000);
+        assert!(!matches(&format!("{}Z", "*a".repeat(500)), &long_name));
+        assert!(matches(&format!("{}*", "*a".repeat(500)), &long_name));
     }
 
     #[test]

@@ -26,11 +26,12 @@ pub fn spawn(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) -> Gauge {
-    let limits = Limits {
-        max_connections: ctx.settings.max_connections,
-        max_per_minute: ctx.settings.max_connections_per_minute,
-        exempt: Vec::new(),
-    };
+    // Loopback (a local proxy, webmail, the admin's own tools) is not rate-limited.
+    let limits = Limits::new(
+        ctx.settings.max_connections,
+        ctx.settings.max_connections_per_minute,
+        listener::loopback(),
+    );
     listener::spawn(
         listener,
         limits,

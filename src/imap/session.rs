@@ -31,9 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::loader::{self, flag_fetch};
 use super::{fetch, mailbox, search};
-use crate::access::{self, Access};
-use crate::archive::{Archive, FLAG_FLAGGED, FLAG_SEEN, FolderQuery, Role};
-use crate::auth::{self, Throttle};
+use crate::access::Access;
+use crate::archive::{Archive, FLAG_FLAGGED, FLAG_SEEN, FolderQuery};
+use crate::auth::{self, Login, Logins};
 use crate::config::ImapSettings;
 use crate::directory::{Directory, PersonId};
 use crate::net::stream::Conn;
@@ -43,7 +43,8 @@ pub struct Context {
     pub settings: ImapSettings,
     pub archive: Arc<Archive>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    pub throttle: Throttle,
+    /// Every password check, shared with SMTP and HTTP.
+    pub logins: Arc<Logins>,
     /// Cancelled when the server stops: every session says BYE.
     pub shutdown: CancellationToken,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -132,26 +133,27 @@ fn cannot(tag: Tag<'static>, what: &str) -> Status<'static> {
 }
 
 /// A folder name as the client wrote it, decoded from modified UTF-7 (RFC 3501 § 5.1.3).
-fn mailbox_name(m: &Mailbox<'_>) -> String {
+fn mailbox_name(m: &Mailbox<'_>) -> Result<String, crate::mutf7::Invalid> {
     match m {
-        Mailbox::Inbox => "INBOX".to_owned(),
-        Mailbox::Other(other) => {
-            utf7_imap::decode_utf7_imap(String::from_utf8_lossy(other.as_ref()).into_owned())
-        }
+        Mailbox::Inbox => Ok("INBOX".to_owned()),
+        Mailbox::Other(other) => crate::mutf7::decode(&String::from_utf8_lossy(other.as_ref())),
     }
 }
 
-fn list_pattern(m: &ListMailbox<'_>) -> String {
+fn list_pattern(m: &ListMailbox<'_>) -> Result<String, crate::mutf7::Invalid> {
     let raw = match m {
         ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
         ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
     };
-    utf7_imap::decode_utf7_imap(raw)
+    crate::mutf7::decode(&raw)
 }
+
+/// The answer to a folder name that is not valid modified UTF-7 (Dovecot's words).
+const INVALID_NAME: &str = "Mailbox name is not valid mUTF-7";
 
 /// A folder name for the wire: modified UTF-7, so non-ASCII names reach every client.
 fn to_mailbox(name: &str) -> Option<Mailbox<'static>> {
-    Mailbox::try_from(utf7_imap::encode_utf7_imap(name.to_owned())).ok()
+    Mailbox::try_from(crate::mutf7::encode(name)).ok()
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -569,48 +571,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let user = String::from_utf8_lossy(user).into_owned();
         let pass = String::from_utf8_lossy(pass).into_owned();
-        let ok =
-            (authz.is_empty() || authz == user.as_bytes()) && self.check_login(&user, &pass).await;
-        let status = if ok {
-            self.state = State::Authenticated { user };
-            status_ok(tag, None, "Logged in")
+        let checked = if authz.is_empty() || authz == user.as_bytes() {
+            self.check_login(&user, &pass).await
         } else {
-            status_no(tag, None, "Authentication failed")
+            Err("Authentication failed")
+        };
+        let status = match checked {
+            Ok(()) => {
+                self.state = State::Authenticated { user };
+                status_ok(tag, None, "Logged in")
+            }
+            Err(why) => status_no(tag, None, why),
         };
         let _ = self.server.authenticate_finish(status);
     }
 
-    /// Checks a name and password off the async runtime; delays failures.
-    async fn check_login(&mut self, user: &str, pass: &str) -> bool {
+    /// Checks a name and password (one argon2 check at most, in turn); delays failures.
+    async fn check_login(&mut self, user: &str, pass: &str) -> Result<(), &'static str> {
         let ip = self.peer.ip();
-        if self.ctx.throttle.blocked(ip) {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            return false;
-        }
-        let archive = Arc::clone(&self.ctx.archive);
-        let (u, p) = (user.to_owned(), pass.to_owned());
-        let account = tokio::task::spawn_blocking(move || {
-            auth::authenticate_any(
-                &archive,
-                &u,
-                &p,
-                &[Role::Admin, Role::Auditor, Role::Salesperson],
-            )
-            .filter(access::may_log_in)
-        })
-        .await
-        .ok()
-        .flatten();
-        if account.is_some() {
-            self.ctx.throttle.succeeded(ip);
-            tracing::info!(account = %user, "IMAP login");
-            true
-        } else {
-            let delay = self.ctx.throttle.delay(ip);
-            self.ctx.throttle.failed(ip);
-            tracing::info!(account = %user, "IMAP login failed");
-            tokio::time::sleep(delay).await;
-            false
+        match self
+            .ctx
+            .logins
+            .login(&self.ctx.archive, ip, user, pass, auth::reader)
+            .await
+        {
+            Login::Accepted(_) => {
+                tracing::info!(account = %user, "IMAP login");
+                Ok(())
+            }
+            Login::Refused { delay } => {
+                tracing::info!(account = %user, "IMAP login failed");
+                tokio::time::sleep(delay).await;
+                Err("Authentication failed")
+            }
+            Login::Throttled => {
+                tracing::info!(account = %user, "IMAP login refused: too many failures");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Err("Authentication failed")
+            }
+            Login::Busy => Err("Too many logins at once, try again later"),
         }
     }
 
@@ -618,6 +617,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         match &self.state {
             State::Selected { folder, .. } => sequence_set_valid(set, folder.uids.len()),
             _ => true,
+        }
+    }
+
+    /// Back to the authenticated state, if a folder is selected.
+    fn deselect(&mut self) {
+        if let State::Selected { user, .. } = &mut self.state {
+            let user = std::mem::take(user);
+            self.state = State::Authenticated { user };
         }
     }
 
@@ -708,12 +715,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 } else {
                     let user = String::from_utf8_lossy(username.as_ref()).into_owned();
                     let pass = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
-                    if self.check_login(&user, &pass).await {
-                        self.state = State::Authenticated { user };
-                        let code = Code::capability(self.capabilities()).ok();
-                        self.status(status_ok(tag, code, "Logged in"));
-                    } else {
-                        self.status(status_no(tag, None, "Authentication failed"));
+                    match self.check_login(&user, &pass).await {
+                        Ok(()) => {
+                            self.state = State::Authenticated { user };
+                            let code = Code::capability(self.capabilities()).ok();
+                            self.status(status_ok(tag, code, "Logged in"));
+                        }
+                        Err(why) => {
+                            self.status(status_no(tag, None, why));
+                        }
                     }
                 }
             }
@@ -749,24 +759,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             | CommandBody::Lsub {
                 reference,
                 mailbox_wildcard,
-            } => {
-                let reference = mailbox_name(&reference);
-                let pattern = list_pattern(&mailbox_wildcard);
-                self.list(tag, &reference, &pattern).await;
-            }
+            } => match (mailbox_name(&reference), list_pattern(&mailbox_wildcard)) {
+                (Ok(reference), Ok(pattern)) => self.list(tag, &reference, &pattern).await,
+                _ => {
+                    self.status(status_no(tag, None, INVALID_NAME));
+                }
+            },
             CommandBody::Status {
                 mailbox,
                 item_names,
-            } => {
-                self.handle_status(tag, &mailbox_name(&mailbox), &item_names)
-                    .await
-            }
-            CommandBody::Select { mailbox, .. } => {
-                self.select(tag, &mailbox_name(&mailbox), false).await
-            }
-            CommandBody::Examine { mailbox, .. } => {
-                self.select(tag, &mailbox_name(&mailbox), true).await
-            }
+            } => match mailbox_name(&mailbox) {
+                Ok(name) => self.handle_status(tag, &name, &item_names).await,
+                Err(_) => {
+                    self.status(status_no(tag, None, INVALID_NAME));
+                }
+            },
+            CommandBody::Select { mailbox, .. } => self.select_named(tag, &mailbox, false).await,
+            CommandBody::Examine { mailbox, .. } => self.select_named(tag, &mailbox, true).await,
             CommandBody::Subscribe { .. } | CommandBody::Unsubscribe { .. } => {
                 // Every folder is always subscribed; nothing to remember.
                 self.status(status_ok(tag, None, "OK"));
@@ -787,11 +796,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.status(status_bad(Some(tag), "Select a folder first"));
             }
             CommandBody::Close | CommandBody::Unselect => {
-                if let State::Selected { user, .. } =
-                    std::mem::replace(&mut self.state, State::NotAuthenticated)
-                {
-                    self.state = State::Authenticated { user };
-                }
+                self.deselect();
                 self.status(status_ok(
                     tag,
                     None,
@@ -907,6 +912,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return;
         }
         let full = format!("{reference}{pattern}");
+        if full.chars().count() > mailbox::MAX_PATTERN {
+            self.status(status_bad(Some(tag), "Mailbox pattern too long"));
+            return;
+        }
         for folder in self.view().folders {
             if !mailbox::matches(&full, &folder.name) {
                 continue;
@@ -1016,6 +1025,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 .await;
         }
         self.status(status_ok(tag, None, "STATUS completed"));
+    }
+
+    async fn select_named(&mut self, tag: Tag<'static>, mailbox: &Mailbox<'_>, read_only: bool) {
+        match mailbox_name(mailbox) {
+            Ok(name) => self.select(tag, &name, read_only).await,
+            Err(_) => {
+                // Selecting closes any selected folder first, even if the new one fails.
+                self.deselect();
+                self.status(status_no(tag, None, INVALID_NAME));
+            }
+        }
     }
 
     async fn select(&mut self, tag: Tag<'static>, name: &str, read_only: bool) {

@@ -1,6 +1,10 @@
 //! The accept loop shared by the listeners: a cap on simultaneous connections, a cap on new
 //! connections per source address per minute, and back-off when accepting fails (out of file
 //! descriptors), so a flood costs the server neither memory nor a busy loop.
+//!
+//! Trusted sources (the journaling servers for SMTP, loopback for IMAP and HTTP) are not
+//! rate-limited and may use slots kept back from everyone else, so that a stranger who opens
+//! every connection it can still leaves room for the mail that must get in.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,7 +22,8 @@ use tokio_util::task::TaskTracker;
 pub enum Refusal {
     /// `max_connections` are open.
     TooManyConnections,
-    /// This source opened `max_per_minute` connections in the last minute.
+    /// This source opened `max_per_minute` connections in the last minute, or holds
+    /// `max_per_source` open ones.
     RateLimited,
 }
 
@@ -27,8 +32,78 @@ pub enum Refusal {
 pub struct Limits {
     pub max_connections: usize,
     pub max_per_minute: u32,
-    /// Sources the per-minute limit does not apply to (the organization's own servers).
+    /// Trusted sources: no per-minute or per-source limit, and the reserved slots are
+    /// theirs (the organization's own servers; loopback).
     pub exempt: Vec<ipnet::IpNet>,
+    /// Slots of `max_connections` only trusted sources may take.
+    pub reserved: usize,
+    /// Connections one untrusted address may hold open at once (`None`: no limit of its own).
+    pub max_per_source: Option<usize>,
+}
+
+impl Limits {
+    /// Limits with a fifth of the slots reserved for trusted sources and no per-source
+    /// cap.
+    pub fn new(max_connections: usize, max_per_minute: u32, exempt: Vec<ipnet::IpNet>) -> Self {
+        Self {
+            max_connections,
+            max_per_minute,
+            exempt,
+            reserved: max_connections / 5,
+            max_per_source: None,
+        }
+    }
+}
+
+/// Loopback, as networks.
+pub fn loopback() -> Vec<ipnet::IpNet> {
+    ["127.0.0.0/8", "::1/128", "::ffff:127.0.0.0/104"]
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+/// A session's hold on its listener: its slot, and its place in its address's count.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    open: Option<(Arc<OpenCounts>, IpAddr)>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some((counts, ip)) = self.open.take() {
+            counts.release(ip);
+        }
+    }
+}
+
+/// Open connections per untrusted address.
+#[derive(Debug, Default)]
+struct OpenCounts {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl OpenCounts {
+    fn take(&self, ip: IpAddr, max: usize) -> bool {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&ip);
+            }
+        }
+    }
 }
 
 /// Counts connections per source address over a sliding minute.
@@ -76,7 +151,7 @@ pub fn spawn<S, SF, R, RF>(
     refuse: R,
 ) -> Gauge
 where
-    S: Fn(TcpStream, SocketAddr, OwnedSemaphorePermit) -> SF + Send + 'static,
+    S: Fn(TcpStream, SocketAddr, Slot) -> SF + Send + 'static,
     SF: Future<Output = ()> + Send + 'static,
     R: Fn(TcpStream, Refusal) -> RF + Send + 'static,
     RF: Future<Output = ()> + Send + 'static,
@@ -87,6 +162,7 @@ where
         max: limits.max_connections,
     };
     let rate = RateLimiter::default();
+    let counts = Arc::new(OpenCounts::default());
     let inner = tracker.clone();
     tracker.spawn(async move {
         let mut backoff = Duration::from_millis(5);
@@ -109,21 +185,40 @@ where
                 }
             };
             let _ = stream.set_nodelay(true);
-            let exempt = limits.exempt.iter().any(|n| n.contains(&peer.ip()));
-            if !exempt && !rate.allow(peer.ip(), limits.max_per_minute) {
+            let ip = peer.ip().to_canonical();
+            let trusted = limits.exempt.iter().any(|n| n.contains(&ip));
+            if !trusted && !rate.allow(ip, limits.max_per_minute) {
                 tracing::info!(%peer, "connection refused: rate limit");
                 inner.spawn(refuse(stream, Refusal::RateLimited));
                 continue;
             }
-            match Arc::clone(&semaphore).try_acquire_owned() {
-                Ok(permit) => {
-                    inner.spawn(session(stream, peer, permit));
-                }
-                Err(_) => {
-                    tracing::info!(%peer, "connection refused: too many connections");
-                    inner.spawn(refuse(stream, Refusal::TooManyConnections));
-                }
+            // Strangers leave the reserved slots free (this loop is the only taker).
+            if !trusted && semaphore.available_permits() <= limits.reserved {
+                tracing::info!(%peer, "connection refused: the free slots are reserved");
+                inner.spawn(refuse(stream, Refusal::TooManyConnections));
+                continue;
             }
+            let Ok(permit) = Arc::clone(&semaphore).try_acquire_owned() else {
+                tracing::info!(%peer, "connection refused: too many connections");
+                inner.spawn(refuse(stream, Refusal::TooManyConnections));
+                continue;
+            };
+            let open = match limits.max_per_source {
+                Some(max) if !trusted => {
+                    if !counts.take(ip, max) {
+                        tracing::info!(%peer, "connection refused: too many from this address");
+                        inner.spawn(refuse(stream, Refusal::RateLimited));
+                        continue;
+                    }
+                    Some((Arc::clone(&counts), ip))
+                }
+                _ => None,
+            };
+            let slot = Slot {
+                _permit: permit,
+                open,
+            };
+            inner.spawn(session(stream, peer, slot));
         }
     });
     gauge

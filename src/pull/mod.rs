@@ -416,13 +416,13 @@ impl Sources {
 
 /// Quotes a mailbox name for IMAP, in modified UTF-7 (RFC 3501) when it is not ASCII.
 pub(crate) fn mailbox_arg(name: &str) -> String {
-    let encoded = utf7_imap::encode_utf7_imap(name.to_owned());
+    let encoded = crate::mutf7::encode(name);
     format!("\"{}\"", encoded.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// The name as the server spells it on the wire (modified UTF-7), unquoted.
 pub(crate) fn mailbox_wire(name: &str) -> String {
-    utf7_imap::encode_utf7_imap(name.to_owned())
+    crate::mutf7::encode(name)
 }
 
 /// Whether `name` exists as a selectable folder (LIST, which reads no message).

@@ -24,12 +24,14 @@ pub fn spawn(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) -> Gauge {
-    let limits = Limits {
-        max_connections: ctx.settings.max_connections,
-        max_per_minute: ctx.settings.max_connections_per_minute,
-        // Journaling servers may open a connection per message: only strangers are limited.
-        exempt: ctx.settings.allow_networks.clone(),
-    };
+    // Journaling servers may open a connection per message: only strangers are limited, a
+    // fifth of the slots is theirs alone, and no stranger holds more than a tenth.
+    let mut limits = Limits::new(
+        ctx.settings.max_connections,
+        ctx.settings.max_connections_per_minute,
+        ctx.settings.allow_networks.clone(),
+    );
+    limits.max_per_source = Some((ctx.settings.max_connections / 10).max(1));
     let session_ctx = Arc::clone(&ctx);
     listener::spawn(
         listener,

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use smtp_proto::request::receiver::{
     BdatReceiver, DataReceiver, DummyDataReceiver, LineReceiver, RequestReceiver,
@@ -18,8 +18,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::reply::Reply;
-use crate::archive::{Archive, Role};
-use crate::auth::{self, Throttle};
+use crate::archive::Archive;
+use crate::auth::{self, Login, Logins};
 use crate::clock::Clock;
 use crate::config::{Logging, SmtpSettings};
 use crate::ingest::{self, Envelope, Ingestor, Outcome};
@@ -33,7 +33,8 @@ pub struct Context {
     pub ingestor: Ingestor,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub logging: Arc<LoggingSwitch>,
-    pub throttle: Throttle,
+    /// Every password check, shared with IMAP and HTTP.
+    pub logins: Arc<Logins>,
     pub clock: Arc<dyn Clock>,
     /// Bytes of message data all sessions together may hold in memory, in KiB permits.
     pub data_budget: Arc<Semaphore>,
@@ -119,6 +120,12 @@ pub struct Session<S> {
     in_message: bool,
     /// Held while a message's data is coming in: lets concurrent messages share a commit.
     arriving: Option<crate::archive::Arrival>,
+    /// When the command being read must be complete (`command_timeout` after the previous
+    /// one ended), however slowly its bytes come.
+    command_deadline: Instant,
+    /// When the message being read must be complete (`data_timeout` after DATA or the
+    /// first BDAT), chunks and the commands between them included.
+    message_deadline: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -146,6 +153,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             held: None,
             in_message: false,
             arriving: None,
+            command_deadline: Instant::now(),
+            message_deadline: None,
         }
     }
 
@@ -209,6 +218,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         reply.write_to(&mut self.out);
     }
 
+    /// How long the next read may wait: until the current message or command must be
+    /// complete. A byte now and then does not keep a slot: the deadline is for the whole
+    /// command line, or the whole message.
+    fn time_left(&mut self, now: Instant) -> Duration {
+        let in_data = self.in_message
+            || matches!(
+                self.mode,
+                Mode::Data(_) | Mode::Discard(..) | Mode::Bdat(..) | Mode::BdatDiscard(..)
+            );
+        let deadline = if in_data {
+            *self
+                .message_deadline
+                .get_or_insert(now + self.ctx.settings.data_timeout)
+        } else {
+            self.message_deadline = None;
+            if matches!(self.mode, Mode::Command) && self.line_len == 0 {
+                // Nothing of a command has come yet: its time starts now.
+                self.command_deadline = now + self.ctx.settings.command_timeout;
+            }
+            self.command_deadline
+        };
+        deadline.saturating_duration_since(now)
+    }
+
     async fn flush(&mut self) -> Result<(), ()> {
         if self.out.is_empty() {
             return Ok(());
@@ -232,11 +265,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         loop {
             self.flush().await?;
             let idle = matches!(self.mode, Mode::Command) && !self.in_message;
-            let timeout = if idle {
-                self.ctx.settings.command_timeout
-            } else {
-                self.ctx.settings.data_timeout
-            };
+            let timeout = self.time_left(Instant::now());
             let shutdown = self.ctx.shutdown.clone();
             let hard_stop = self.ctx.hard_stop.clone();
             let read = tokio::select! {
@@ -308,6 +337,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 match self.requests.ingest(bytes) {
                     Ok(request) => {
                         self.line_len = 0;
+                        self.command_deadline = Instant::now() + self.ctx.settings.command_timeout;
                         let request = request.into_owned();
                         self.errors = 0;
                         self.handle(request).await
@@ -403,13 +433,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return Step::NeedMore;
                 }
                 self.mode = Mode::Command;
-                if is_last {
-                    let reply = self.deliver().await;
-                    self.push(reply);
-                } else {
-                    let len = self.body.len();
-                    self.push(Reply::new(250, "2.0.0", &format!("{len} octets received")));
-                }
+                self.chunk_done(is_last).await;
                 Step::Continue
             }
             Mode::AuthLine(receiver) => {
@@ -424,6 +448,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.auth_response(receiver.state, &line).await
             }
         }
+    }
+
+    /// Answers a BDAT chunk read whole: the last one delivers the message.
+    async fn chunk_done(&mut self, is_last: bool) {
+        let reply = if is_last {
+            self.deliver().await
+        } else {
+            let len = self.body.len();
+            Reply::new(250, "2.0.0", &format!("{len} octets received"))
+        };
+        self.push(reply);
     }
 
     /// Takes budget for `grown` more bytes of message data. Refuses past the message size
@@ -467,6 +502,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.tx = None;
         self.in_message = false;
         self.arriving = None;
+        self.message_deadline = None;
     }
 
     fn error(&mut self, reply: Reply) -> Step {
@@ -487,14 +523,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         match request {
             Request::Ehlo { host } => {
                 self.helo = Some(host.clone());
-                self.tx = None;
+                self.end_message();
                 let reply = self.ehlo_reply(&host);
                 self.push(reply);
             }
             Request::Helo { host } => {
                 let name = self.ctx.settings.hostname.clone();
                 self.helo = Some(host);
-                self.tx = None;
+                self.end_message();
                 self.push(Reply::new(250, "", &name));
             }
             Request::Lhlo { .. } => {
@@ -507,6 +543,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Request::Rcpt { to } => {
                 let reply = self.rcpt(&to.address);
                 self.push(reply);
+            }
+            Request::Data if self.in_message => {
+                // RFC 3030 § 2: DATA cannot follow BDAT in one transaction; the chunks
+                // received so far are kept for the BDAT that ends it (or RSET).
+                return self.error(Reply::new(
+                    503,
+                    "5.5.1",
+                    "DATA cannot be used after BDAT in the same transaction",
+                ));
             }
             Request::Data => match self.tx.as_ref().map(|t| t.recipients.is_empty()) {
                 Some(false) => {
@@ -556,6 +601,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             self.in_message = true;
                             self.arriving = Some(self.ctx.ingestor.arriving());
                         }
+                        if chunk_size == 0 {
+                            // No bytes follow: answer now (`BDAT 0 LAST` ends the message).
+                            self.chunk_done(is_last).await;
+                            return Step::Continue;
+                        }
                         let start = self.body.len();
                         self.mode =
                             Mode::Bdat(BdatReceiver::new(chunk_size, is_last), chunk_size, start);
@@ -594,7 +644,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return Step::Stop(Stop::StartTls);
             }
             Request::Rset => {
-                self.tx = None;
+                // Chunks of an unfinished BDAT message go with the transaction.
+                self.end_message();
                 self.push(Reply::new(250, "2.0.0", "OK"));
             }
             Request::Quit => {
@@ -684,6 +735,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let body = std::mem::take(&mut self.body);
         let tx = self.tx.take();
         self.in_message = false;
+        self.message_deadline = None;
         let _permit = self.held.take();
         let Some(tx) = tx else {
             return Reply::new(503, "5.5.1", "Send MAIL FROM first");
@@ -776,7 +828,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 "Encryption required for requested authentication mechanism",
             ));
         }
-        if self.ctx.throttle.blocked(self.peer.ip()) {
+        if self.ctx.logins.throttle().blocked(self.peer.ip()) {
             return self.error(Reply::new(
                 454,
                 "4.7.0",
@@ -817,7 +869,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return self.error(Reply::new(501, "5.5.2", "Invalid PLAIN response"));
                 };
                 if !authz.is_empty() && authz != user {
-                    return self.auth_failed().await;
+                    let delay = match self.ctx.logins.throttle().begin(self.peer.ip(), "") {
+                        Some(attempt) => attempt.delay(),
+                        None => Duration::from_secs(16),
+                    };
+                    return self.auth_failed(delay).await;
                 }
                 (
                     String::from_utf8_lossy(user).into_owned(),
@@ -832,29 +888,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             AuthStep::LoginPassword(user) => (user, String::from_utf8_lossy(&decoded).into_owned()),
         };
-        let archive: Arc<Archive> = Arc::clone(self.ctx.ingestor.archive());
-        let who = name.clone();
-        let ok = tokio::task::spawn_blocking(move || {
-            auth::authenticate(&archive, &who, &password, Role::Source).is_some()
-        })
-        .await
-        .unwrap_or(false);
-        if ok {
-            self.ctx.throttle.succeeded(self.peer.ip());
-            tracing::info!(account = %name, "authenticated");
-            self.authenticated = Some(name);
-            self.push(Reply::new(235, "2.7.0", "Authentication successful"));
-            Step::Continue
-        } else {
-            tracing::info!(account = %name, "authentication failed");
-            self.auth_failed().await
+        let archive: &Arc<Archive> = self.ctx.ingestor.archive();
+        let ip = self.peer.ip();
+        match self
+            .ctx
+            .logins
+            .login(archive, ip, &name, &password, auth::source)
+            .await
+        {
+            Login::Accepted(_) => {
+                tracing::info!(account = %name, "authenticated");
+                self.authenticated = Some(name);
+                self.push(Reply::new(235, "2.7.0", "Authentication successful"));
+                Step::Continue
+            }
+            Login::Refused { delay } => {
+                tracing::info!(account = %name, "authentication failed");
+                self.auth_failed(delay).await
+            }
+            Login::Throttled => {
+                tracing::info!(account = %name, "authentication refused: too many failures");
+                self.error(Reply::new(
+                    454,
+                    "4.7.0",
+                    "Too many failed attempts, try again later",
+                ))
+            }
+            Login::Busy => self.error(Reply::new(454, "4.7.0", "Temporary authentication failure")),
         }
     }
 
-    async fn auth_failed(&mut self) -> Step {
-        let ip = self.peer.ip();
-        let delay = self.ctx.throttle.delay(ip);
-        self.ctx.throttle.failed(ip);
+    async fn auth_failed(&mut self, delay: Duration) -> Step {
         self.auth_failures += 1;
         self.flush().await.ok();
         tokio::time::sleep(delay.min(Duration::from_secs(16))).await;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mailjournal::archive::{Account, Archive, EntryFilter, Role, StableId};
-use mailjournal::auth::Throttle;
+use mailjournal::auth::Logins;
 use mailjournal::clock::{Clock, FixedClock};
 use mailjournal::config::HttpSettings;
 use mailjournal::http::{self, Context, Tokens};
@@ -170,7 +170,7 @@ impl Gateway {
             },
             archive: Arc::clone(&archive),
             metrics: Arc::clone(&metrics),
-            throttle: Throttle::new(Duration::from_secs(600), 10),
+            logins: Arc::new(Logins::standard()),
             tokens: tokens.clone(),
             clock: Arc::clone(&clock) as Arc<dyn Clock>,
         });
@@ -212,7 +212,7 @@ impl Gateway {
             },
             archive: Arc::clone(&self.archive),
             metrics: Arc::clone(&self.metrics),
-            throttle: Throttle::new(Duration::from_secs(600), 10),
+            logins: Arc::new(Logins::standard()),
             tokens: self.tokens.clone(),
             clock: Arc::clone(&self.clock) as Arc<dyn Clock>,
         });

@@ -316,7 +316,7 @@ fn duplex_session(
         settings: settings.imap,
         archive: std::sync::Arc::clone(archive),
         tls,
-        throttle: mailjournal::auth::Throttle::new(Duration::from_secs(60), 10),
+        logins: std::sync::Arc::new(mailjournal::auth::Logins::standard()),
         shutdown: tokio_util::sync::CancellationToken::new(),
         metrics: std::sync::Arc::default(),
     });
@@ -655,5 +655,37 @@ async fn a_long_fetch_answers_every_message_in_order_byte_exact() {
     let status = s.status("INBOX", "(UNSEEN)").await.expect("status");
     assert_eq!(status.unseen, Some(0), "every message is \\Seen now");
     s.logout().await.expect("logout");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn transcript_hostile_folder_names_and_patterns_get_answers_not_crashes() {
+    let (_dir, server) = server_with(&[PLAIN]).await;
+    let mut c = Raw::connect(&server).await;
+    let stars = "*".repeat(40_000);
+    c.play(&format!(
+        "C: a1 LOGIN auditor \"{PASSWORD}\"
+         S: a1 OK
+         C: a2 SELECT \"&'-\"
+         S: a2 NO Mailbox name is not valid mUTF-7
+         C: a3 EXAMINE &A-
+         S: a3 NO Mailbox name is not valid mUTF-7
+         C: a4 STATUS \"&!-\" (MESSAGES)
+         S: a4 NO Mailbox name is not valid mUTF-7
+         C: a5 LIST \"\" \"&A-\"
+         S: a5 NO Mailbox name is not valid mUTF-7
+         C: a6 LSUB \"&'-\" \"*\"
+         S: a6 NO Mailbox name is not valid mUTF-7
+         C: a7 LIST \"\" {stars}
+         S: a7 BAD Mailbox pattern too long
+         C: a8 LIST \"\" \"*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%Z\"
+         S: a8 OK LIST completed
+         C: a9 LIST \"\" \"I*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%X\"
+         S: * LIST (\\HasNoChildren) \"/\" INBOX
+         S: a9 OK LIST completed
+         C: a10 NOOP
+         S: a10 OK"
+    ))
+    .await;
     server.stop().await;
 }

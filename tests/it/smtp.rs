@@ -10,7 +10,7 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use mailjournal::archive::{Archive, Filter, Role};
-use mailjournal::auth::Throttle;
+use mailjournal::auth::Logins;
 use mailjournal::clock::SystemClock;
 use mailjournal::config::{Logging, Settings};
 use mailjournal::runtime::LoggingSwitch;
@@ -433,7 +433,7 @@ impl Harness {
             ingestor: self.archive.ingestor().clone(),
             tls: None,
             logging: Arc::clone(&self.logging),
-            throttle: Throttle::new(Duration::from_secs(60), 10),
+            logins: Arc::new(Logins::standard()),
             clock: Arc::new(SystemClock),
             data_budget: Arc::new(Semaphore::new(1024 * 1024)),
             shutdown: CancellationToken::new(),
@@ -901,3 +901,119 @@ async fn transcript_plaintext_pipelined_after_starttls_is_discarded() {
 }
 
 use rustls_pki_types::pem::PemObject;
+
+#[tokio::test]
+async fn transcript_bdat_0_last_ends_the_message_and_data_may_not_follow_bdat() {
+    let h = Harness::new();
+    let mut c = h.connect(h.context(|_| {}), LOOPBACK);
+    let head = "From: a@fabrikam.com\r\nTo: alice@contoso.com\r\nSubject: zero\r\n\r\n";
+    h.play(
+        &mut c,
+        "S: 220
+         C: EHLO x.test",
+    )
+    .await;
+    c.expect_reply("250").await;
+    c.send(&format!(
+        "MAIL FROM:<a@fabrikam.com>\r\nRCPT TO:<journal@contoso.com>\r\nBDAT {}\r\n{head}",
+        head.len()
+    ))
+    .await;
+    h.play(
+        &mut c,
+        &format!(
+            "S: 250 2.1.0
+             S: 250 2.1.5
+             S: 250 2.0.0 {} octets received
+             C: DATA
+             S: 503 5.5.1 DATA cannot be used after BDAT in the same transaction
+             C: BDAT 0 LAST
+             S: 250 2.0.0 OK",
+            head.len()
+        ),
+    )
+    .await;
+    let record = h.archive.archive().get(1).expect("get").expect("stored");
+    let raw = h.archive.archive().raw(&record).expect("raw");
+    assert_eq!(raw, head.as_bytes(), "the chunk before DATA is kept");
+    // RSET drops the chunks of an unfinished message: the next message is only its own.
+    let second = "From: b@fabrikam.com\r\nSubject: after RSET\r\n\r\nbody\r\n";
+    c.send(&format!(
+        "MAIL FROM:<a@fabrikam.com>\r\nRCPT TO:<journal@contoso.com>\r\nBDAT 7\r\nstale\r\nRSET\r\n\
+         MAIL FROM:<b@fabrikam.com>\r\nRCPT TO:<journal@contoso.com>\r\nBDAT {} LAST\r\n{second}",
+        second.len()
+    ))
+    .await;
+    h.play(
+        &mut c,
+        "S: 250 2.1.0
+         S: 250 2.1.5
+         S: 250 2.0.0 7 octets received
+         S: 250 2.0.0 OK
+         S: 250 2.1.0
+         S: 250 2.1.5
+         S: 250 2.0.0 OK",
+    )
+    .await;
+    let record = h.archive.archive().get(2).expect("get").expect("stored");
+    let raw = h.archive.archive().raw(&record).expect("raw");
+    assert_eq!(raw, second.as_bytes());
+    assert_eq!(h.stored(), 2);
+}
+
+/// Sends `text` one byte at a time, `gap` apart, until the server closes.
+async fn trickle(c: &mut Client<DuplexStream>, text: &str, gap: Duration) {
+    for byte in text.bytes() {
+        if c.writer.write_all(&[byte]).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(gap).await;
+    }
+}
+
+#[tokio::test]
+async fn transcript_a_trickled_command_or_message_times_out_as_a_whole() {
+    let h = Harness::new();
+    let ctx = h.context(|ctx| {
+        ctx.settings.command_timeout = Duration::from_millis(800);
+        ctx.settings.data_timeout = Duration::from_millis(1500);
+    });
+    // One byte every 200 ms: each read is quick, the command line never ends in time.
+    let mut c = h.connect(Arc::clone(&ctx), LOOPBACK);
+    c.expect("220").await;
+    trickle(&mut c, "NOOP NOOP NOOP", Duration::from_millis(200)).await;
+    h.play(
+        &mut c,
+        "S: 421 4.4.2 mx.test Timeout, closing connection
+         S:",
+    )
+    .await;
+    // The same for message data: the whole message has `data_timeout`.
+    let mut c = h.connect(ctx, LOOPBACK);
+    h.play(
+        &mut c,
+        "S: 220
+         C: HELO x.test
+         S: 250
+         C: MAIL FROM:<a@fabrikam.com>
+         S: 250
+         C: RCPT TO:<journal@contoso.com>
+         S: 250
+         C: DATA
+         S: 354",
+    )
+    .await;
+    trickle(
+        &mut c,
+        "Subject: slow\r\n\r\nthis body never ends in time",
+        Duration::from_millis(200),
+    )
+    .await;
+    h.play(
+        &mut c,
+        "S: 421 4.4.2 mx.test Timeout, closing connection
+         S:",
+    )
+    .await;
+    assert_eq!(h.stored(), 0);
+}
