@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::loader::{self, flag_fetch};
 use super::{fetch, mailbox, search};
 use crate::access::Access;
-use crate::archive::{Archive, FLAG_FLAGGED, FLAG_SEEN, FolderQuery};
+use crate::archive::{Account, Archive, FLAG_FLAGGED, FLAG_SEEN, FolderQuery};
 use crate::auth::{self, Login, Logins};
 use crate::config::ImapSettings;
 use crate::directory::{Directory, PersonId};
@@ -640,7 +640,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if !matches!(self.state, State::Selected { .. }) {
             return;
         }
-        let access = self.view().access;
+        let access = self.access();
         let State::Selected { folder, .. } = &mut self.state else {
             return;
         };
@@ -854,48 +854,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// The account's access and folders, computed afresh: the directory, the grants and
-    /// the archive change while a session lasts. An account that vanished sees nothing.
-    fn view(&self) -> View {
-        let archive = &self.ctx.archive;
-        let account = self.user().and_then(|u| archive.account(u).ok().flatten());
-        let (salespeople, contacts) = archive.load_directory().unwrap_or_default();
-        let directory = Directory::new(salespeople, contacts);
-        let access = account
-            .as_ref()
-            .and_then(|a| Access::of(a, &directory, archive).ok())
-            .unwrap_or(Access::Messages(Default::default()));
-        let mut people = Vec::new();
-        let visible_salespeople: Option<Vec<&String>> = match (&access, &account) {
-            (Access::All, _) => None,
-            (_, Some(a)) => Some(a.salesperson.iter().chain(&a.grants).collect()),
-            (_, None) => Some(Vec::new()),
-        };
-        for p in directory.salespeople() {
-            if visible_salespeople
-                .as_ref()
-                .is_some_and(|codes| !codes.contains(&&p.code))
-            {
-                continue;
-            }
-            if let Some(path) = directory.folder(&PersonId::Salesperson(p.code.clone())) {
-                people.push(mailbox::PersonFolder {
-                    path: path.to_vec(),
-                    addresses: p.addresses().map(str::to_owned).collect(),
-                });
-            }
-        }
-        for c in directory.contacts() {
-            if let Some(path) = directory.folder(&PersonId::Contact(c.number.clone())) {
-                people.push(mailbox::PersonFolder {
-                    path: path.to_vec(),
-                    addresses: c.addresses().map(str::to_owned).collect(),
-                });
-            }
-        }
-        let months = archive.months().unwrap_or_default();
-        let folders = mailbox::folders(&months, access.sees_all(), &people);
-        View { access, folders }
+    /// The account's access and folders, computed afresh (see [`view_of`]) on the blocking
+    /// pool: for an account that sees only some mail it reads every contact's folder.
+    async fn view(&self) -> View {
+        let archive = Arc::clone(&self.ctx.archive);
+        let user = self.user().map(str::to_owned);
+        tokio::task::spawn_blocking(move || view_of(&archive, user.as_deref()))
+            .await
+            .unwrap_or_else(|_| View {
+                access: Access::Messages(Default::default()),
+                folders: Vec::new(),
+            })
+    }
+
+    /// What the account may read, as of now.
+    fn access(&self) -> Access {
+        access_of(&self.ctx.archive, self.user()).2
     }
 
     async fn list(&mut self, tag: Tag<'static>, reference: &str, pattern: &str) {
@@ -916,7 +890,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.status(status_bad(Some(tag), "Mailbox pattern too long"));
             return;
         }
-        for folder in self.view().folders {
+        for folder in self.view().await.folders {
             if !mailbox::matches(&full, &folder.name) {
                 continue;
             }
@@ -951,7 +925,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// A folder by name with its content, the account's flags and UIDNEXT; or why not.
     #[allow(clippy::type_complexity)]
-    fn open_folder(
+    async fn open_folder(
         &self,
         name: &str,
         user: &str,
@@ -965,7 +939,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         ),
         &'static str,
     > {
-        let view = self.view();
+        let view = self.view().await;
         let folder = mailbox::find(name, view.folders).ok_or("No such folder")?;
         let query = folder
             .query
@@ -980,6 +954,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             (Ok(mut uids), Ok(flags), Ok(next)) => {
                 // The one place a folder's content meets the account's access.
                 view.access.filter(&mut uids);
+                // The archive's UIDNEXT tells how much mail the organization has: an
+                // account that sees only some gets the UID after the last one it sees,
+                // which still grows whenever its folder gets a message (RFC 3501 § 2.3.1.1).
+                let next = if view.access.sees_all() {
+                    next
+                } else {
+                    uids.last().map_or(1, |u| u.saturating_add(1))
+                };
                 Ok((folder, query, uids, flags, next))
             }
             _ => Err("The archive cannot be read right now"),
@@ -988,7 +970,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     async fn handle_status(&mut self, tag: Tag<'static>, name: &str, items: &[StatusDataItemName]) {
         let user = self.user().unwrap_or_default().to_owned();
-        let (folder, _, uids, flags, next) = match self.open_folder(name, &user) {
+        let (folder, _, uids, flags, next) = match self.open_folder(name, &user).await {
             Ok(opened) => opened,
             Err(why) => {
                 self.status(status_no(tag, None, why));
@@ -1042,7 +1024,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let user = self.user().unwrap_or_default().to_owned();
         // Selecting closes any selected folder first, even if the new one fails.
         self.state = State::Authenticated { user: user.clone() };
-        let (folder, query, uids, flags, next) = match self.open_folder(name, &user) {
+        let (folder, query, uids, flags, next) = match self.open_folder(name, &user).await {
             Ok(opened) => opened,
             Err(why) => {
                 self.status(status_no(tag, None, why));
@@ -1204,38 +1186,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let State::Selected { folder, .. } = &self.state else {
             return;
         };
-        let needs_raw = criteria.iter().any(search::needs_raw);
-        let dims = search::Folder::of(&folder.uids);
-        let mut hits = Vec::new();
-        for (i, &uid) in folder.uids.iter().enumerate() {
-            let Ok(Some(record)) = self.ctx.archive.get(uid) else {
-                continue;
-            };
-            let bits = folder.flags.get(&uid).copied().unwrap_or(0);
-            let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
-            let mut src = search::SearchSource {
-                seq,
-                uid,
-                record: &record,
-                raw: None,
-                seen: bits & FLAG_SEEN != 0,
-                flagged: bits & FLAG_FLAGGED != 0,
-            };
-            // Load the bytes only when the other keys have not decided already.
-            let raw;
-            let hit = match (needs_raw, search::decide_without_raw(criteria, &src, dims)) {
-                (_, Some(decided)) => decided,
-                (false, None) => search::matches_all(criteria, &src, dims),
-                (true, None) => {
-                    raw = self.ctx.archive.raw(&record).ok();
-                    src.raw = raw.as_deref();
-                    search::matches_all(criteria, &src, dims)
-                }
-            };
-            if hit {
-                hits.push(nz(if by_uid { uid } else { seq }));
-            }
-        }
+        // Reading and matching every message is the client's to ask for and can take long:
+        // it runs on the blocking pool, never on the threads that serve other sessions.
+        let archive = Arc::clone(&self.ctx.archive);
+        let (uids, flags) = (folder.uids.clone(), folder.flags.clone());
+        let criteria = criteria.to_vec();
+        let hits = tokio::task::spawn_blocking(move || {
+            search_folder(&archive, &uids, &flags, &criteria, by_uid)
+        })
+        .await
+        .unwrap_or_default();
         let _ = self.send_data(Data::Search(hits)).await;
         self.status(status_ok(tag, None, "SEARCH completed"));
     }
@@ -1318,6 +1278,111 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         self.status(status_ok(tag, None, "STORE completed"));
     }
+}
+
+/// The messages of a folder that match `criteria`, as UIDs or sequence numbers.
+fn search_folder(
+    archive: &Archive,
+    uids: &[u32],
+    flags: &BTreeMap<u32, u8>,
+    criteria: &[SearchKey<'static>],
+    by_uid: bool,
+) -> Vec<NonZeroU32> {
+    let needs_raw = criteria.iter().any(search::needs_raw);
+    let dims = search::Folder::of(uids);
+    let mut hits = Vec::new();
+    for (i, &uid) in uids.iter().enumerate() {
+        let Ok(Some(record)) = archive.get(uid) else {
+            continue;
+        };
+        let bits = flags.get(&uid).copied().unwrap_or(0);
+        let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let mut src = search::SearchSource {
+            seq,
+            uid,
+            record: &record,
+            raw: None,
+            seen: bits & FLAG_SEEN != 0,
+            flagged: bits & FLAG_FLAGGED != 0,
+        };
+        // Load the bytes only when the other keys have not decided already.
+        let raw;
+        let hit = match (needs_raw, search::decide_without_raw(criteria, &src, dims)) {
+            (_, Some(decided)) => decided,
+            (false, None) => search::matches_all(criteria, &src, dims),
+            (true, None) => {
+                raw = archive.raw(&record).ok();
+                src.raw = raw.as_deref();
+                search::matches_all(criteria, &src, dims)
+            }
+        };
+        if hit {
+            hits.push(nz(if by_uid { uid } else { seq }));
+        }
+    }
+    hits
+}
+
+/// The account, the directory and what the account may read, as of now; nothing for an
+/// account that vanished.
+fn access_of(archive: &Archive, user: Option<&str>) -> (Option<Account>, Directory, Access) {
+    let account = user.and_then(|u| archive.account(u).ok().flatten());
+    let (salespeople, contacts) = archive.load_directory().unwrap_or_default();
+    let directory = Directory::new(salespeople, contacts);
+    let access = account
+        .as_ref()
+        .and_then(|a| Access::of(a, &directory, archive).ok())
+        .unwrap_or(Access::Messages(Default::default()));
+    (account, directory, access)
+}
+
+/// The access and folders of `user`, computed afresh: the directory, the grants and the
+/// archive change while a session lasts. An account that vanished sees nothing.
+fn view_of(archive: &Archive, user: Option<&str>) -> View {
+    let (account, directory, access) = access_of(archive, user);
+    let mut people = Vec::new();
+    let visible_salespeople: Option<Vec<&String>> = match (&access, &account) {
+        (Access::All, _) => None,
+        (_, Some(a)) => Some(a.salesperson.iter().chain(&a.grants).collect()),
+        (_, None) => Some(Vec::new()),
+    };
+    for p in directory.salespeople() {
+        if visible_salespeople
+            .as_ref()
+            .is_some_and(|codes| !codes.contains(&&p.code))
+        {
+            continue;
+        }
+        if let Some(path) = directory.folder(&PersonId::Salesperson(p.code.clone())) {
+            people.push(mailbox::PersonFolder {
+                path: path.to_vec(),
+                addresses: p.addresses().map(str::to_owned).collect(),
+            });
+        }
+    }
+    // An account that sees only some mail sees only the contact and month folders that
+    // hold some of it: the others' names and months are not its business.
+    let visible = |query: FolderQuery| {
+        access.sees_all()
+            || archive
+                .folder_uids(&query)
+                .is_ok_and(|uids| uids.iter().any(|u| access.may_read(*u)))
+    };
+    for c in directory.contacts() {
+        if let Some(path) = directory.folder(&PersonId::Contact(c.number.clone())) {
+            let addresses: Vec<String> = c.addresses().map(str::to_owned).collect();
+            if visible(FolderQuery::Addresses(addresses.clone())) {
+                people.push(mailbox::PersonFolder {
+                    path: path.to_vec(),
+                    addresses,
+                });
+            }
+        }
+    }
+    let mut months = archive.months().unwrap_or_default();
+    months.retain(|&(year, month)| visible(FolderQuery::Month { year, month }));
+    let folders = mailbox::folders(&months, access.sees_all(), &people);
+    View { access, folders }
 }
 
 fn attribute(name: &str) -> Option<FlagNameAttribute<'static>> {

@@ -559,11 +559,16 @@ async fn a_salesperson_reaches_only_their_own_mail_by_every_route() {
     assert_eq!(s.select("INBOX").await.expect("select").exists, 1);
     let status = s.status("Outbound", "(MESSAGES)").await.expect("status");
     assert_eq!(status.exists, 0, "bob's outbound mail is not counted");
-    let buyer = s.examine("Contacts/Fabrikam/Buyer").await.expect("examine");
-    assert_eq!(
-        buyer.exists, 0,
-        "a contact folder shows only what she may see"
+    // Bob's contact holds none of her mail: she does not see that it exists.
+    assert!(
+        !names.contains(&"Contacts/Fabrikam/Buyer".to_owned())
+            && names.contains(&"Contacts/Fabrikam/Marta Buyer".to_owned()),
+        "only contacts with her mail are listed: {names:?}"
     );
+    assert!(s.examine("Contacts/Fabrikam/Buyer").await.is_err());
+    // UIDNEXT says nothing of the mail she cannot see (UID 2 is bob's).
+    let inbox = s.examine("INBOX").await.expect("examine");
+    assert_eq!(inbox.uid_next, Some(2));
 
     // FETCH of a guessed UID, and SEARCH.
     s.select("INBOX").await.expect("select");
@@ -578,6 +583,11 @@ async fn a_salesperson_reaches_only_their_own_mail_by_every_route() {
     alice.grants.push("BM".into());
     archive.put_account(&alice).expect("grant");
     assert_eq!(s.select("INBOX").await.expect("select").exists, 2);
+    let buyer = s.examine("Contacts/Fabrikam/Buyer").await.expect("examine");
+    assert_eq!(
+        buyer.exists, 1,
+        "with the grant, bob's contact is hers to read"
+    );
     s.logout().await.expect("logout");
     server.stop().await;
 }
