@@ -348,10 +348,20 @@ fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("starting the gateway on {}", settings.data_dir.display()))?;
         tracing::info!(data_dir = %settings.data_dir.display(), "mailjournal is running");
+        let mut exit = ExitCode::SUCCESS;
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
+                _ = server.storage_failed() => {
+                    // redb refuses every write after an I/O error until it is opened again:
+                    // stop (every later message would get 451) and let the supervisor
+                    // (systemd's Restart=on-failure) start a fresh process, which files
+                    // what the log holds.
+                    tracing::error!("storage failed: stopping so that the gateway is started afresh");
+                    exit = ExitCode::from(75);
+                    break;
+                }
                 _ = hup.recv() => match Settings::load(config) {
                     Ok(new) => {
                         server.logging.set(new.logging);
@@ -366,7 +376,7 @@ fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
         }
         tracing::info!("shutting down");
         server.stop().await;
-        Ok(ExitCode::SUCCESS)
+        Ok(exit)
     })
 }
 

@@ -246,6 +246,15 @@ impl Server {
         self.ingestor.as_ref().map(Ingestor::archive)
     }
 
+    /// Resolves once the archive's storage failed (see `Archive::storage_failed`); never
+    /// while it works.
+    pub async fn storage_failed(&self) {
+        match self.archive() {
+            Some(archive) => archive.failure().clone().cancelled_owned().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Open SMTP sessions across listeners.
     pub fn smtp_sessions(&self) -> usize {
         self.smtp_sessions.iter().map(Gauge::open).sum()

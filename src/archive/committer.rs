@@ -328,6 +328,7 @@ fn run(
             }
             Err(e) => {
                 queued.release(bytes);
+                archive.storage_failed(&e);
                 fail(replies, e);
             }
         }
@@ -358,7 +359,8 @@ fn commit_loop(archive: &Archive, hooks: &dyn Hooks, handoff: &Handoff, queued: 
                         last_durable = Instant::now();
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "checkpoint failed; the log keeps every message")
+                        tracing::warn!(error = %e, "checkpoint failed; the log keeps every message");
+                        archive.storage_failed(&e);
                     }
                 }
                 continue;
@@ -386,6 +388,7 @@ fn commit_loop(archive: &Archive, hooks: &dyn Hooks, handoff: &Handoff, queued: 
             }
             Err(e) => {
                 must_sync = true;
+                archive.storage_failed(&e);
                 fail(batch.replies, e);
             }
         }

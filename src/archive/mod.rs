@@ -75,6 +75,15 @@ pub enum Error {
 impl Error {
     /// Whether retrying later may succeed (a full disk, an I/O hiccup, a busy lock) as
     /// opposed to a problem that needs an administrator. SMTP answers 4xx for transient.
+    /// Whether the database failed at the storage level (an I/O error, such as a full
+    /// disk): redb then refuses every later transaction until the database is opened again.
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::Db(redb::Error::Io(_) | redb::Error::PreviousIo)
+        )
+    }
+
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
@@ -334,6 +343,10 @@ pub struct Archive {
     /// Whether the log has a tail past what the database filed durably: set when the
     /// archive opens after an unclean stop, cleared by [`Archive::recover`].
     needs_recovery: std::sync::atomic::AtomicBool,
+    /// Cancelled once a write failed in a way this process cannot recover from (redb
+    /// refuses every transaction after an I/O error, a full disk included): the gateway
+    /// says it is unhealthy and stops, so that its supervisor starts it afresh.
+    failed: tokio_util::sync::CancellationToken,
 }
 
 impl Archive {
@@ -436,6 +449,7 @@ impl Archive {
             uidvalidity,
             open_packs: std::sync::Mutex::default(),
             needs_recovery: std::sync::atomic::AtomicBool::new(needs_recovery),
+            failed: tokio_util::sync::CancellationToken::new(),
             committed: tokio::sync::watch::Sender::new(u32::try_from(next_uid).unwrap_or(u32::MAX)),
         })
     }
@@ -605,6 +619,19 @@ impl Archive {
     /// Makes every commit so far durable (an empty durable commit).
     pub fn checkpoint(&self) -> Result<(), Error> {
         self.db.begin_write().db()?.commit().db()
+    }
+
+    /// Records that a write failed at the storage level (see [`Error::is_storage_failure`]).
+    pub fn storage_failed(&self, e: &Error) {
+        if e.is_storage_failure() && !self.failed.is_cancelled() {
+            tracing::error!(error = %e, "storage failed: the archive must be opened again");
+            self.failed.cancel();
+        }
+    }
+
+    /// Cancelled once storage failed; healthy while not.
+    pub fn failure(&self) -> &tokio_util::sync::CancellationToken {
+        &self.failed
     }
 
     /// Whether the log has frames the database has not filed durably (after a crash).

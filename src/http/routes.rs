@@ -88,8 +88,14 @@ async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// 200 while the gateway can store mail; 503 once storage failed (the gateway then stops
+/// so its supervisor restarts it).
+async fn healthz(State(s): AppState) -> Response {
+    if s.ctx.archive.failure().is_cancelled() {
+        let body = Json(json!({ "status": "failing", "reason": "storage failed" }));
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
+    Json(json!({ "status": "ok" })).into_response()
 }
 
 /// Prometheus text: open to loopback peers (the local scraper), else admin and auditor.

@@ -458,6 +458,13 @@ async fn health_unknown_routes_and_wrong_methods_answer_json() {
     let r = call(g.addr, "DELETE", "/api/links", None, None).await;
     assert_eq!(r.status, 405);
     assert_eq!(health.header("x-content-type-options"), Some("nosniff"));
+    // A database that failed at the storage level (redb refuses every later write after an
+    // I/O error such as a full disk) makes the gateway unhealthy: a supervisor can tell.
+    g.archive
+        .storage_failed(&mailjournal::archive::Error::Db(redb::Error::PreviousIo));
+    let health = g.get("/healthz", None).await;
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json()["status"], "failing");
     g.stop().await;
 }
 
