@@ -132,6 +132,16 @@ fn cannot(tag: Tag<'static>, what: &str) -> Status<'static> {
     )
 }
 
+/// `NO [CANNOT]` to CREATE, DELETE and RENAME.
+fn cannot_folders(tag: Tag<'static>) -> Status<'static> {
+    let code = CodeOther::unvalidated(b"CANNOT".as_slice());
+    status_no(
+        tag,
+        Some(Code::Other(code)),
+        "The folders are fixed: they are views of the read-only archive",
+    )
+}
+
 /// A folder name as the client wrote it, decoded from modified UTF-7 (RFC 3501 § 5.1.3).
 fn mailbox_name(m: &Mailbox<'_>) -> Result<String, crate::mutf7::Invalid> {
     match m {
@@ -670,7 +680,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             CommandBody::Noop | CommandBody::Check => {
                 self.announce_new_mail();
-                self.status(status_ok(tag, None, "OK"));
+                self.status(status_ok(tag, None, "NOOP completed"));
             }
             CommandBody::Logout => {
                 self.say_bye("logging out").await;
@@ -755,16 +765,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             CommandBody::List {
                 reference,
                 mailbox_wildcard,
+            } => {
+                self.list_named(tag, &reference, &mailbox_wildcard, false)
+                    .await
             }
-            | CommandBody::Lsub {
+            CommandBody::Lsub {
                 reference,
                 mailbox_wildcard,
-            } => match (mailbox_name(&reference), list_pattern(&mailbox_wildcard)) {
-                (Ok(reference), Ok(pattern)) => self.list(tag, &reference, &pattern).await,
-                _ => {
-                    self.status(status_no(tag, None, INVALID_NAME));
-                }
-            },
+            } => {
+                self.list_named(tag, &reference, &mailbox_wildcard, true)
+                    .await
+            }
             CommandBody::Status {
                 mailbox,
                 item_names,
@@ -778,16 +789,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             CommandBody::Examine { mailbox, .. } => self.select_named(tag, &mailbox, true).await,
             CommandBody::Subscribe { .. } | CommandBody::Unsubscribe { .. } => {
                 // Every folder is always subscribed; nothing to remember.
-                self.status(status_ok(tag, None, "OK"));
+                self.status(status_ok(
+                    tag,
+                    None,
+                    "Subscriptions are fixed: every folder is subscribed",
+                ));
             }
-            CommandBody::Create { .. } => {
-                self.status(cannot(tag, "CREATE"));
-            }
-            CommandBody::Delete { .. } => {
-                self.status(cannot(tag, "DELETE"));
-            }
-            CommandBody::Rename { .. } => {
-                self.status(cannot(tag, "RENAME"));
+            CommandBody::Create { .. }
+            | CommandBody::Delete { .. }
+            | CommandBody::Rename { .. } => {
+                self.status(cannot_folders(tag));
             }
             CommandBody::Append { .. } => {
                 self.status(cannot(tag, "APPEND"));
@@ -872,17 +883,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         access_of(&self.ctx.archive, self.user()).2
     }
 
-    async fn list(&mut self, tag: Tag<'static>, reference: &str, pattern: &str) {
+    /// LIST or LSUB (every folder is subscribed, so both name the same folders, each in
+    /// its own response).
+    async fn list_named(
+        &mut self,
+        tag: Tag<'static>,
+        reference: &Mailbox<'_>,
+        wildcard: &ListMailbox<'_>,
+        lsub: bool,
+    ) {
+        match (mailbox_name(reference), list_pattern(wildcard)) {
+            (Ok(reference), Ok(pattern)) => self.list(tag, &reference, &pattern, lsub).await,
+            _ => {
+                self.status(status_no(tag, None, INVALID_NAME));
+            }
+        }
+    }
+
+    async fn list(&mut self, tag: Tag<'static>, reference: &str, pattern: &str, lsub: bool) {
+        let verb = if lsub {
+            "LSUB completed"
+        } else {
+            "LIST completed"
+        };
+        let delimiter = imap_next::imap_types::core::QuotedChar::try_from(mailbox::DELIMITER).ok();
+        let response = |items, mailbox| {
+            if lsub {
+                Data::Lsub {
+                    items,
+                    delimiter,
+                    mailbox,
+                }
+            } else {
+                Data::List {
+                    items,
+                    delimiter,
+                    mailbox,
+                }
+            }
+        };
         if pattern.is_empty() {
             // The hierarchy delimiter and root.
-            let data = Data::List {
-                items: vec![FlagNameAttribute::Noselect],
-                delimiter: imap_next::imap_types::core::QuotedChar::try_from(mailbox::DELIMITER)
-                    .ok(),
-                mailbox: to_mailbox("").unwrap_or(Mailbox::Inbox),
-            };
+            let data = response(
+                vec![FlagNameAttribute::Noselect],
+                to_mailbox("").unwrap_or(Mailbox::Inbox),
+            );
             let _ = self.send_data(data).await;
-            self.status(status_ok(tag, None, "LIST completed"));
+            self.status(status_ok(tag, None, verb));
             return;
         }
         let full = format!("{reference}{pattern}");
@@ -910,17 +957,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if let Some(special) = folder.special_use {
                 items.extend(attribute(special));
             }
-            let data = Data::List {
-                items,
-                delimiter: imap_next::imap_types::core::QuotedChar::try_from(mailbox::DELIMITER)
-                    .ok(),
-                mailbox,
-            };
+            let data = response(items, mailbox);
             if self.send_data(data).await.is_err() {
                 return;
             }
         }
-        self.status(status_ok(tag, None, "LIST completed"));
+        self.status(status_ok(tag, None, verb));
     }
 
     /// A folder by name with its content, the account's flags and UIDNEXT; or why not.

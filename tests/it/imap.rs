@@ -694,7 +694,14 @@ async fn transcript_hostile_folder_names_and_patterns_get_answers_not_crashes() 
          S: * LIST (\\HasNoChildren) \"/\" INBOX
          S: a9 OK LIST completed
          C: a10 NOOP
-         S: a10 OK"
+         S: a10 OK NOOP completed
+         C: a11 LSUB \"\" INBOX
+         S: * LSUB (\\HasNoChildren) \"/\" INBOX
+         S: a11 OK LSUB completed
+         C: a12 CREATE Trash
+         S: a12 NO [CANNOT] The folders are fixed
+         C: a13 SUBSCRIBE INBOX
+         S: a13 OK Subscriptions are fixed"
     ))
     .await;
     server.stop().await;
