@@ -479,6 +479,16 @@ impl Harness {
 }
 
 const LOOPBACK: &str = "127.0.0.1:40000";
+/// A transcript from the greeting to the `354` of DATA.
+const UP_TO_DATA: &str = "S: 220
+     C: HELO x.test
+     S: 250
+     C: MAIL FROM:<a@fabrikam.com>
+     S: 250
+     C: RCPT TO:<journal@contoso.com>
+     S: 250
+     C: DATA
+     S: 354";
 const OUTSIDE: &str = "203.0.113.9:40000";
 
 #[tokio::test]
@@ -840,19 +850,7 @@ async fn transcript_a_storage_failure_answers_451_and_stores_nothing() {
         .chunks(76)
         .map(|l| String::from_utf8_lossy(l).into_owned() + "\r\n")
         .collect();
-    h.play(
-        &mut c,
-        "S: 220
-         C: HELO x.test
-         S: 250
-         C: MAIL FROM:<a@fabrikam.com>
-         S: 250
-         C: RCPT TO:<journal@contoso.com>
-         S: 250
-         C: DATA
-         S: 354",
-    )
-    .await;
+    h.play(&mut c, UP_TO_DATA).await;
     c.send(&format!(
         "From: a@fabrikam.com\r\nMessage-ID: <fail@f>\r\n\r\n{noise}.\r\n"
     ))
@@ -990,19 +988,7 @@ async fn transcript_a_trickled_command_or_message_times_out_as_a_whole() {
     .await;
     // The same for message data: the whole message has `data_timeout`.
     let mut c = h.connect(ctx, LOOPBACK);
-    h.play(
-        &mut c,
-        "S: 220
-         C: HELO x.test
-         S: 250
-         C: MAIL FROM:<a@fabrikam.com>
-         S: 250
-         C: RCPT TO:<journal@contoso.com>
-         S: 250
-         C: DATA
-         S: 354",
-    )
-    .await;
+    h.play(&mut c, UP_TO_DATA).await;
     trickle(
         &mut c,
         "Subject: slow\r\n\r\nthis body never ends in time",
