@@ -65,7 +65,9 @@ impl fmt::Display for Error {
             self.problems.len()
         )?;
         for p in &self.problems {
-            write!(f, "\n  {p}")?;
+            // A reason of several lines (a syntax error's excerpt and caret) stays
+            // aligned under its first line.
+            write!(f, "\n  {}", p.to_string().replace('\n', "\n    "))?;
         }
         Ok(())
     }
@@ -564,7 +566,9 @@ impl Settings {
             Err(e) => {
                 problems.push(Problem {
                     key: "(syntax)".into(),
-                    reason: e.to_string().trim().replace('\n', " "),
+                    // Kept on several lines: toml's excerpt of the line with a caret
+                    // under the spot.
+                    reason: e.to_string().trim_end().to_owned(),
                 });
                 return Err(fail(problems));
             }
@@ -999,6 +1003,37 @@ mod tests {
     }
 
     #[test]
+    fn the_pull_example_of_the_default_configuration_is_valid() {
+        // Uncomment the [[pull]] example as an administrator would.
+        let mut text = String::new();
+        let mut example = false;
+        for line in DEFAULT_CONFIG.lines() {
+            example |= line == "# [[pull]]";
+            match line.strip_prefix("# ") {
+                Some(rest) if example && !rest.starts_with(' ') => {
+                    text.push_str(rest);
+                }
+                _ => text.push_str(line),
+            }
+            text.push('\n');
+        }
+        assert!(
+            example,
+            "the default configuration shows a [[pull]] example"
+        );
+        let s = Settings::from_toml(&text, "default", no_env).expect("valid example");
+        assert_eq!(s.pull.len(), 1);
+        assert_eq!(s.pull[0].name, "exchange");
+        assert!(
+            Settings::from_toml(DEFAULT_CONFIG, "default", no_env)
+                .expect("valid default")
+                .pull
+                .is_empty(),
+            "commented out"
+        );
+    }
+
+    #[test]
     fn embedded_default_is_valid() {
         let s = Settings::from_toml(DEFAULT_CONFIG, "default", no_env).expect("valid default");
         assert_eq!(s.data_dir, PathBuf::from("./data"));
@@ -1084,6 +1119,22 @@ mod tests {
             Settings::from_toml("[storage\ndata_dir = 1", "bad.toml", no_env).expect_err("invalid");
         assert_eq!(err.problems.len(), 1);
         assert!(err.problems[0].reason.contains("line 1"), "{err}");
+        // The excerpt keeps its caret under the spot, each line indented alike.
+        let text = err.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        let quoted = lines
+            .iter()
+            .position(|l| l.ends_with("| [storage"))
+            .expect("the line quoted");
+        let caret = lines[quoted + 1];
+        assert!(caret.trim_end().ends_with('^'), "{text}");
+        let column = |l: &str| l.find('|').expect("gutter");
+        assert_eq!(column(caret), column(lines[quoted]), "{text}");
+        assert_eq!(
+            caret.find('^'),
+            Some(column(caret) + 2 + "[storage".len()),
+            "{text}"
+        );
     }
 
     #[test]

@@ -192,11 +192,75 @@ fn main() -> ExitCode {
         .init();
     match run(cli) {
         Ok(code) => code,
+        // A reader that stopped early (`mailjournal list | head`): stop quietly, as `ls` does.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mailjournal: {e:#}");
+            eprintln!("mailjournal: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether the error comes from writing to standard output after its reader went away
+/// (and not from, say, the admin socket).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.get_ref().is_some_and(|inner| inner.is::<StdoutClosed>()))
+    })
+}
+
+/// The reader of standard output has gone (`EPIPE`).
+#[derive(Debug)]
+struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Standard output, whose broken-pipe errors say that they are (see [`is_broken_pipe`]).
+struct Stdout(std::io::StdoutLock<'static>);
+
+impl Stdout {
+    fn mark(e: std::io::Error) -> std::io::Error {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, StdoutClosed)
+        } else {
+            e
+        }
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).map_err(Self::mark)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().map_err(Self::mark)
+    }
+}
+
+/// The error and its causes, `outer: inner: …`, each reason once: most of our errors
+/// already say their cause in their own text (`cannot listen on …: Address already in
+/// use`), so a cause whose text ends the line so far is not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -210,12 +274,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let paths = paths.into_iter().map(|p| cwd.join(p)).collect();
             Request::Ingest { paths, json }
         }
-        Command::List(args) => Request::List(args),
+        Command::List(mut args) => {
+            args.header = std::io::stdout().is_terminal();
+            Request::List(args)
+        }
         Command::Show { id, meta } => Request::Show { id, meta },
         Command::Stats { json } => Request::Stats { json },
         Command::Verify { repair } => Request::Verify { repair },
         Command::Logging { state } => Request::Logging { state },
-        Command::Log(args) => Request::Log(args),
+        Command::Log(mut args) => {
+            args.header = std::io::stdout().is_terminal();
+            Request::Log(args)
+        }
         Command::Validate => Request::Validate,
         Command::Status { json } => Request::Status { json },
         Command::Link { id, ttl } => Request::Link {
@@ -280,8 +350,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Runs a command here, or in the running gateway if it holds the archive.
 fn dispatch(settings: &Settings, request: Request) -> anyhow::Result<i32> {
-    let mut out = std::io::stdout().lock();
+    let mut out = Stdout(std::io::stdout().lock());
     let mut err = std::io::stderr().lock();
+    // Only `serve` and `ingest` make a new archive: any other command run in the wrong
+    // place (or with the wrong configuration) says so instead of leaving an empty one.
+    if !matches!(request, Request::Ingest { .. }) && !admin::archive_exists(&settings.data_dir) {
+        bail!(
+            "no archive in {} (`mailjournal serve` or `mailjournal ingest` creates one; \
+             is --config or MAILJOURNAL_DATA_DIR right?)",
+            settings.data_dir.display()
+        );
+    }
     match Archive::open(&settings.data_dir) {
         Ok(archive) => {
             let archive = Arc::new(archive);
@@ -296,7 +375,7 @@ fn dispatch(settings: &Settings, request: Request) -> anyhow::Result<i32> {
                 pull: None,
             };
             let code = admin::execute(request, &target, &mut out, &mut err)?;
-            out.flush()?;
+            out.flush().context("writing output")?;
             Ok(code)
         }
         Err(archive::Error::Locked(dir)) => {
@@ -398,6 +477,18 @@ fn check_config(file: Option<&Path>) -> anyhow::Result<ExitCode> {
                 "  journal addresses: {}",
                 s.smtp.journal_addresses.join(", ")
             );
+            println!(
+                "  IMAP: {} (implicit TLS: {})",
+                listen(s.imap.listen),
+                listen(s.imap.tls_listen)
+            );
+            println!(
+                "  HTTP: {} (HTTPS: {}); links: {}",
+                listen(s.http.listen),
+                listen(s.http.tls_listen),
+                s.http.base_url
+            );
+            println!("  pull sources: {}", s.pull.len());
             println!("  logging: {}", s.logging);
             Ok(ExitCode::SUCCESS)
         }

@@ -12,7 +12,7 @@
 pub mod socket;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -62,10 +62,15 @@ pub struct ListArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+    /// Print a header row first (set by the CLI when its standard output is a terminal).
+    #[arg(skip)]
+    #[serde(default)]
+    pub header: bool,
 }
 
-/// A command, as the CLI parsed it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A command, as the CLI parsed it. Its `Debug` form is [`Request::describe`]: what a log
+/// may show (the kind and the target), never a password hash or other argument.
+#[derive(Clone, Serialize, Deserialize)]
 pub enum Request {
     Ingest {
         paths: Vec<PathBuf>,
@@ -137,6 +142,60 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The command's name, as typed on the command line.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Ingest { .. } => "ingest",
+            Request::List(_) => "list",
+            Request::Show { .. } => "show",
+            Request::Stats { .. } => "stats",
+            Request::Verify { .. } => "verify",
+            Request::Logging { .. } => "logging",
+            Request::UserAdd { .. } => "user add",
+            Request::UserGrant { .. } => "user grant",
+            Request::UserRemove { .. } => "user remove",
+            Request::UserList => "user list",
+            Request::DirectoryImport { .. } => "directory import",
+            Request::DirectoryRematch => "directory rematch",
+            Request::Validate => "validate",
+            Request::Status { .. } => "status",
+            Request::Link { .. } => "link",
+            Request::Log(_) => "log",
+            Request::OpportunityAdd { .. } => "opportunity add",
+            Request::OpportunityList { .. } => "opportunity list",
+        }
+    }
+
+    /// What the command acts on (an account, a message), if it names one; never a secret.
+    pub fn target(&self) -> Option<String> {
+        match self {
+            Request::UserAdd { name, .. }
+            | Request::UserGrant { name, .. }
+            | Request::UserRemove { name } => Some(name.clone()),
+            Request::Show { id, .. } | Request::Link { id, .. } => Some(id.clone()),
+            Request::OpportunityAdd { entry, .. } => Some(entry.to_string()),
+            Request::OpportunityList { contact, .. } => Some(contact.clone()),
+            Request::Logging { state } => state.map(|s| s.to_string()),
+            _ => None,
+        }
+    }
+
+    /// `kind target`, or `kind`: the form logs show.
+    pub fn describe(&self) -> String {
+        match self.target() {
+            Some(t) => format!("{} {t}", self.kind()),
+            None => self.kind().to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
 /// The arguments of `log`, shared by the command line and the admin socket.
 #[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
 pub struct LogArgs {
@@ -164,6 +223,10 @@ pub struct LogArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+    /// Print a header row first (set by the CLI when its standard output is a terminal).
+    #[arg(skip)]
+    #[serde(default)]
+    pub header: bool,
 }
 
 /// What a command runs against.
@@ -198,6 +261,7 @@ pub fn execute(
             junk,
             limit,
             json,
+            header,
         }) => {
             let address = match address {
                 Some(a) => Some(
@@ -214,6 +278,13 @@ pub fn execute(
                 junk,
                 limit,
             };
+            if header && !json {
+                writeln!(
+                    out,
+                    "{:>7}  {:<20}  {:<9}  {:<30}  {:<24}  SUBJECT",
+                    "UID", "DATE", "DIRECTION", "FROM", "ID"
+                )?;
+            }
             list(target.archive, &filter, json, out)
         }
         Request::Show { id, meta } => show(target.archive, &id, meta, out),
@@ -382,6 +453,26 @@ pub fn execute(
             Ok(0)
         }
         Request::Log(args) => {
+            if args.contact.is_some() || args.salesperson.is_some() {
+                let directory = load_directory(target.archive)?;
+                if let Some(c) = &args.contact
+                    && directory.contact_by_number(c).is_none()
+                {
+                    return Err(Error::Usage(format!("no contact {c} in the directory")));
+                }
+                if let Some(c) = &args.salesperson
+                    && directory.salesperson_by_code(c).is_none()
+                {
+                    return Err(Error::Usage(format!("no salesperson {c} in the directory")));
+                }
+            }
+            if args.header && !args.json {
+                writeln!(
+                    out,
+                    "{:>6}  {:<20}  {:<9}  {:<11}  {:<10}  {:<24}  SUBJECT",
+                    "ENTRY", "DATE", "DIRECTION", "SALESPERSON", "CONTACT", "ID"
+                )?;
+            }
             let filter = archive::EntryFilter {
                 contact: args.contact,
                 salesperson: args.salesperson,
@@ -393,12 +484,15 @@ pub fn execute(
             };
             for e in target.archive.entries(&filter)? {
                 if args.json {
-                    serde_json::to_writer(&mut *out, &e).map_err(std::io::Error::other)?;
+                    // Dates in RFC 3339, as `list --json` shows them.
+                    let mut value = serde_json::to_value(&e).map_err(std::io::Error::other)?;
+                    value["date"] = clock::rfc3339(e.date).into();
+                    serde_json::to_writer(&mut *out, &value).map_err(std::io::Error::other)?;
                     writeln!(out)?;
                 } else {
                     writeln!(
                         out,
-                        "{:>6}  {}  {:<8}  {:<10}  {:<10}  {}  {}",
+                        "{:>6}  {}  {:<9}  {:<11}  {:<10}  {}  {}",
                         e.no,
                         clock::rfc3339(e.date),
                         e.direction.as_str(),
@@ -433,7 +527,9 @@ pub fn execute(
         Request::OpportunityList { contact, json } => {
             for o in target.archive.opportunities(&contact)? {
                 if json {
-                    serde_json::to_writer(&mut *out, &o).map_err(std::io::Error::other)?;
+                    let mut value = serde_json::to_value(&o).map_err(std::io::Error::other)?;
+                    value["created"] = clock::rfc3339(o.created).into();
+                    serde_json::to_writer(&mut *out, &value).map_err(std::io::Error::other)?;
                     writeln!(out)?;
                 } else {
                     writeln!(
@@ -457,7 +553,12 @@ pub fn execute(
                     .iter()
                     .map(|r| format!("{r:?}").to_lowercase())
                     .collect();
-                writeln!(out, "{}\t{}", a.name, roles.join(","))?;
+                match &a.salesperson {
+                    Some(code) => {
+                        writeln!(out, "{}\t{}\tsalesperson {code}", a.name, roles.join(","))?
+                    }
+                    None => writeln!(out, "{}\t{}", a.name, roles.join(","))?,
+                }
             }
             Ok(0)
         }
@@ -543,7 +644,7 @@ fn list(archive: &Archive, filter: &Filter, json: bool, out: &mut dyn Write) -> 
             let from = m.from.as_ref().map_or("-", |f| f.address.as_str());
             writeln!(
                 out,
-                "{:>7}  {}  {:<8}  {:<30}  {}  {}",
+                "{:>7}  {}  {:<9}  {:<30}  {}  {}",
                 r.uid,
                 clock::rfc3339(m.date),
                 m.direction.as_str(),
@@ -756,6 +857,8 @@ fn directory_import(
         problems.append(&mut found);
     }
     bar.inc(1);
+    // Notes (which column was taken for which) reject nothing.
+    let (notes, problems): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| p.note);
     bar.set_message("storing the directory");
     let counts = target.archive.put_directory(&people, &firms)?;
     bar.finish_and_clear();
@@ -772,12 +875,16 @@ fn directory_import(
     if json {
         let summary = serde_json::json!({
             "imported": counts,
+            "notes": notes.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "warnings": warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
         });
         serde_json::to_writer(&mut *out, &summary).map_err(std::io::Error::other)?;
         writeln!(out)?;
     } else {
+        for n in &notes {
+            writeln!(err, "note: {n}")?;
+        }
         for p in &problems {
             writeln!(err, "not imported: {p}")?;
         }
@@ -827,6 +934,9 @@ fn validate(target: &Target<'_>, out: &mut dyn Write) -> Result<i32, Error> {
     for p in directory::validate(directory.salespeople(), directory.contacts(), &settings.org) {
         problems.push(format!("directory: {p}"));
     }
+    for p in loose_permissions(&settings.data_dir) {
+        problems.push(format!("permissions: {p}"));
+    }
     for source in &settings.pull {
         match crate::pull::check_blocking(source) {
             Ok(line) => writeln!(out, "pull source {}: {line}", source.name)?,
@@ -838,4 +948,62 @@ fn validate(target: &Target<'_>, out: &mut dyn Write) -> Result<i32, Error> {
     }
     writeln!(out, "{} problem(s)", problems.len())?;
     Ok(if problems.is_empty() { 0 } else { 1 })
+}
+
+/// Whether `data_dir` holds an archive (commands other than `serve` and `ingest` never
+/// create one).
+pub fn archive_exists(data_dir: &Path) -> bool {
+    data_dir.join("archive.redb").is_file()
+}
+
+/// What the archive keeps in its data directory that group or others may read, write or
+/// enter: the directory itself, `archive.redb`, `packs/`, `objects/`, `tls/`, `link-key`
+/// and `admin.sock` (everything mailjournal makes is owner-only; files of one's own in the
+/// directory are left alone).
+fn loose_permissions(data_dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(path: &Path, found: &mut Vec<String>) {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            let fix = if meta.is_dir() { 700 } else { 600 };
+            found.push(format!(
+                "{} is mode {mode:04o}: group or others have access (chmod {fix} it)",
+                path.display()
+            ));
+        }
+        if meta.is_dir()
+            && let Ok(entries) = std::fs::read_dir(path)
+        {
+            let mut paths: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            for p in paths {
+                walk(&p, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    if let Ok(meta) = std::fs::metadata(data_dir) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            found.push(format!(
+                "{} is mode {mode:04o}: group or others have access (chmod 700 it)",
+                data_dir.display()
+            ));
+        }
+    }
+    for name in [
+        "archive.redb",
+        "packs",
+        "objects",
+        "tls",
+        "link-key",
+        "admin.sock",
+    ] {
+        walk(&data_dir.join(name), &mut found);
+    }
+    found
 }

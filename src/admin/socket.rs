@@ -92,7 +92,11 @@ fn serve_one(stream: UnixStream, state: &State) -> io::Result<()> {
             2
         }
         Ok(request) => {
-            tracing::info!(?request, "admin command");
+            tracing::info!(
+                kind = request.kind(),
+                target = request.target(),
+                "admin command"
+            );
             let target = Target {
                 archive: &state.archive,
                 settings: &state.settings,

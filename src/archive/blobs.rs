@@ -9,6 +9,36 @@ use std::path::{Path, PathBuf};
 use super::id::BlobHash;
 use super::record::Compression;
 
+/// Creates `path` and its missing parents owner-only (0700), whatever the umask.
+pub fn create_private_dir(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Makes the data directory `dir` (0700) and, for a new archive, an empty database file
+/// `db` (0600) for redb to initialize; a data directory made beforehand is made owner-only
+/// when the archive is created in it.
+pub fn prepare_private(dir: &Path, db: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    create_private_dir(dir)?;
+    match private_file().write(true).create_new(true).open(db) {
+        Ok(_) => fs::set_permissions(dir, fs::Permissions::from_mode(0o700)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Options that create a file owner-only (0600), whatever the umask.
+pub fn private_file() -> OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = OpenOptions::new();
+    options.mode(0o600);
+    options
+}
+
 /// How new messages are compressed (`[storage] compression`). Records say how theirs were,
 /// so changing it never affects what is archived already.
 ///
@@ -154,12 +184,12 @@ impl BlobStore {
             return Ok(dir);
         }
         if !dir.is_dir() {
-            fs::create_dir_all(&dir)?;
+            create_private_dir(&dir)?;
             sync_dir(&self.root)?;
         }
         let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), hash.to_hex()));
         let result = (|| {
-            let mut f = OpenOptions::new()
+            let mut f = private_file()
                 .write(true)
                 .create(true)
                 .truncate(true)
@@ -249,11 +279,11 @@ impl Packs {
     pub fn open(data_dir: &Path, id: u32, len: u64) -> io::Result<Self> {
         let dir = data_dir.join("packs");
         if !dir.is_dir() {
-            fs::create_dir_all(&dir)?;
+            create_private_dir(&dir)?;
             sync_dir(data_dir)?;
         }
         let path = pack_path(&dir, id);
-        let file = OpenOptions::new()
+        let file = private_file()
             .read(true)
             .write(true)
             .create(true)
@@ -310,8 +340,13 @@ impl Packs {
                 let aside = self
                     .dir
                     .join(format!("pack-{:06}.dat.damaged-at-{len}", self.current));
-                fs::write(&aside, read_at(&self.file, len, end - len)?)?;
-                File::open(&aside)?.sync_all()?;
+                let mut f = private_file()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&aside)?;
+                f.write_all(&read_at(&self.file, len, end - len)?)?;
+                f.sync_all()?;
             }
             self.file.set_len(len)?;
             self.file.sync_all()?;
@@ -339,7 +374,7 @@ impl Packs {
             return Ok(());
         }
         let next = self.current + 1;
-        let file = OpenOptions::new()
+        let file = private_file()
             .read(true)
             .write(true)
             .create(true)

@@ -353,8 +353,8 @@ impl Archive {
     /// Opens the archive in `dir`, creating it (with a new UIDVALIDITY) if it does not exist.
     /// Only one process may hold it open.
     pub fn open(dir: &Path) -> Result<Self, Error> {
-        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         let path = dir.join("archive.redb");
+        blobs::prepare_private(dir, &path).map_err(io(format!("creating {}", dir.display())))?;
         let mut builder = Database::builder();
         builder.set_cache_size(CACHE_BYTES);
         let db = match builder.create(&path) {

@@ -27,40 +27,91 @@ use std::io::Read;
 use super::{Contact, ImportProblem, Salesperson};
 use crate::address;
 
-/// A column the import knows.
+/// A column the import knows, with the other names CRM exports and spreadsheets give it
+/// (matched after [`column_key`]; the name itself wins over an alias).
 struct Column {
     name: &'static str,
+    aliases: &'static [&'static str],
     required: bool,
 }
 
-const fn required(name: &'static str) -> Column {
+const fn required(name: &'static str, aliases: &'static [&'static str]) -> Column {
     Column {
         name,
+        aliases,
         required: true,
     }
 }
 
-const fn optional(name: &'static str) -> Column {
+const fn optional(name: &'static str, aliases: &'static [&'static str]) -> Column {
     Column {
         name,
+        aliases,
         required: false,
     }
 }
 
 const SALESPEOPLE: &[Column] = &[
-    required("code"),
-    required("name"),
-    required("email"),
-    optional("alt_emails"),
+    required(
+        "code",
+        &["id", "no", "nr", "number", "salesperson_code", "sales_code"],
+    ),
+    required("name", &["full_name", "display_name"]),
+    required("email", &["mail", "email_address", "primary_email"]),
+    optional(
+        "alt_emails",
+        &[
+            "alt_email",
+            "aliases",
+            "alias",
+            "other_emails",
+            "alternative_emails",
+        ],
+    ),
 ];
 
 /// `company` must be a column, but may be empty (a private person).
 const CONTACTS: &[Column] = &[
-    required("number"),
-    required("name"),
-    required("company"),
-    required("emails"),
-    optional("log_email"),
+    required(
+        "number",
+        &[
+            "no",
+            "nr",
+            "id",
+            "contact_number",
+            "contact_no",
+            "contact_id",
+            "customer_number",
+            "customer_no",
+            "customer_id",
+        ],
+    ),
+    required(
+        "name",
+        &["full_name", "contact_name", "contact", "display_name"],
+    ),
+    required(
+        "company",
+        &[
+            "company_name",
+            "organization",
+            "organisation",
+            "account",
+            "account_name",
+            "firm",
+        ],
+    ),
+    required(
+        "emails",
+        &[
+            "email",
+            "mail",
+            "email_address",
+            "email_addresses",
+            "addresses",
+        ],
+    ),
+    optional("log_email", &["log_emails", "log", "logging"]),
 ];
 
 /// Reads a salespeople file: columns `code`, `name`, `email` and optionally `alt_emails`
@@ -261,6 +312,17 @@ impl<'a> Problems<'a> {
             file: self.file.to_owned(),
             line,
             reason: reason.into(),
+            note: false,
+        });
+    }
+
+    /// Something the import did that the user should know, which rejects nothing.
+    fn note(&mut self, line: u64, reason: impl Into<String>) {
+        self.list.push(ImportProblem {
+            file: self.file.to_owned(),
+            line,
+            reason: reason.into(),
+            note: true,
         });
     }
 
@@ -409,19 +471,45 @@ fn header(
         .iter()
         .map(|f| column_key(&String::from_utf8_lossy(f)))
         .collect();
+    let raw: Vec<String> = record
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).trim().to_owned())
+        .collect();
     let mut ok = true;
     let mut index = Vec::new();
     let mut missing = Vec::new();
+    let mut claimed = vec![false; names.len()];
     for column in columns {
-        let found: Vec<usize> = (0..names.len())
+        let exact: Vec<usize> = (0..names.len())
             .filter(|&i| names[i] == column.name)
             .collect();
+        let found = if exact.is_empty() {
+            (0..names.len())
+                .filter(|&i| column.aliases.contains(&names[i].as_str()))
+                .collect()
+        } else {
+            exact
+        };
+        for &i in &found {
+            claimed[i] = true;
+        }
         match found.as_slice() {
             [] if column.required => missing.push(column.name),
             [] => index.push(None),
-            [i] => index.push(Some(*i)),
+            [i] => {
+                if names[*i] != column.name {
+                    problems.note(
+                        line,
+                        format!("took column {:?} as {}", raw[*i], column.name),
+                    );
+                }
+                index.push(Some(*i));
+            }
             [..] => {
-                let at: Vec<String> = found.iter().map(|i| (i + 1).to_string()).collect();
+                let at: Vec<String> = found
+                    .iter()
+                    .map(|&i| format!("{} {:?}", i + 1, raw[i]))
+                    .collect();
                 problems.push(
                     line,
                     format!(
@@ -449,11 +537,12 @@ fn header(
         );
         ok = false;
     }
-    let unknown: Vec<String> = record
+    let unknown: Vec<String> = raw
         .iter()
         .zip(&names)
-        .filter(|(_, key)| !key.is_empty() && !columns.iter().any(|c| c.name == key.as_str()))
-        .map(|(raw, _)| format!("{:?}", String::from_utf8_lossy(raw).trim()))
+        .zip(&claimed)
+        .filter(|((_, key), claimed)| !key.is_empty() && !**claimed)
+        .map(|((raw, _), _)| format!("{raw:?}"))
         .collect();
     if ok && !unknown.is_empty() {
         let known: Vec<&str> = columns.iter().map(|c| c.name).collect();
@@ -591,26 +680,58 @@ mod tests {
                 &[],
             ),
             (
-                "unknown column is named once and rejects nothing",
+                "an unknown column is named once and rejects nothing; a near name is taken",
                 "code,name,email,alt_email,phone\nAS,Alice,alice@contoso.com,a@contoso.com,1\n\
                  BB,Bert,bert@contoso.com,,2\n",
                 &["AS", "BB"],
-                &[(1, "ignoring unknown column(s) \"alt_email\", \"phone\"")],
+                &[
+                    (1, "took column \"alt_email\" as alt_emails"),
+                    (1, "ignoring unknown column(s) \"phone\""),
+                ],
             ),
             (
-                "missing column imports nothing",
-                "code,name,mail\nAS,Alice,alice@contoso.com\n",
+                "an alias is taken, and the import says which",
+                "ID,Full Name,E-Mail Address,alt_email\nAS,Alice,alice@contoso.com,a@contoso.com\n",
+                &["AS"],
+                &[
+                    (1, "took column \"ID\" as code"),
+                    (1, "took column \"Full Name\" as name"),
+                    (1, "took column \"E-Mail Address\" as email"),
+                    (1, "took column \"alt_email\" as alt_emails"),
+                ],
+            ),
+            (
+                "the name itself wins over an alias",
+                "code,id,name,email\nAS,7,Alice,alice@contoso.com\n",
+                &["AS"],
+                &[(1, "ignoring unknown column(s) \"id\"")],
+            ),
+            (
+                "two aliases of one column import nothing",
+                "code,name,mail,primary email\nAS,Alice,alice@contoso.com,a@contoso.com\n",
                 &[],
                 &[(
                     1,
-                    "missing required column(s) email; the header has: code, name, mail",
+                    "column email appears more than once (fields 3 \"mail\", 4 \"primary email\")",
+                )],
+            ),
+            (
+                "missing column imports nothing",
+                "code,name,mailbox\nAS,Alice,alice@contoso.com\n",
+                &[],
+                &[(
+                    1,
+                    "missing required column(s) email; the header has: code, name, mailbox",
                 )],
             ),
             (
                 "column twice imports nothing",
                 "code,name,email,Email\nAS,Alice,alice@contoso.com,x@contoso.com\n",
                 &[],
-                &[(1, "column email appears more than once (fields 3, 4)")],
+                &[(
+                    1,
+                    "column email appears more than once (fields 3 \"email\", 4 \"Email\")",
+                )],
             ),
             ("empty file", "", &[], &[(1, "the file is empty")]),
             (
@@ -797,6 +918,21 @@ mod tests {
                  1002,Pat Private,,pat@example.net;p@example.net\n",
                 &[("1001", true), ("1002", true)],
                 &[],
+            ),
+            (
+                "a CRM export: No, Email (several addresses in one quoted field)",
+                "No,Name,Company,Email\n1001,Bob Brown,Fabrikam,\"bob@fabrikam.com, b@fabrikam.com\"\n",
+                &[("1001", true)],
+                &[
+                    (1, "took column \"No\" as number"),
+                    (1, "took column \"Email\" as emails"),
+                ],
+            ),
+            (
+                "id for the number",
+                "id;name;company;emails\n7;Kim;;kim@example.net\n",
+                &[("7", true)],
+                &[(1, "took column \"id\" as number")],
             ),
             (
                 "log_email values",

@@ -145,6 +145,8 @@ pub struct ImportProblem {
     /// 1-based line number in the file (the header is line 1).
     pub line: u64,
     pub reason: String,
+    /// Only a note (which column was taken for which): nothing was rejected.
+    pub note: bool,
 }
 
 impl fmt::Display for ImportProblem {

@@ -93,7 +93,7 @@ pub fn render(stats: &Stats, metrics: &Metrics) -> String {
     );
     // Recounted from scratch by `directory rematch`, so it can go down: a gauge.
     t.single(
-        "mailjournal_unmatched_total",
+        "mailjournal_unmatched_messages",
         "gauge",
         "Logged messages that match no salesperson-contact pair.",
         counter(Counter::Unmatched),
@@ -160,7 +160,7 @@ mod tests {
             "mailjournal_messages{direction=\"external\"} 0",
             "mailjournal_junk_quarantined 1",
             "mailjournal_duplicates_total 3",
-            "mailjournal_unmatched_total 4",
+            "mailjournal_unmatched_messages 4",
             "mailjournal_ingest_latency_seconds_bucket{le=\"0.001\"} 0",
             "mailjournal_ingest_latency_seconds_bucket{le=\"0.0025\"} 1",
             "mailjournal_ingest_latency_seconds_bucket{le=\"5\"} 1",

@@ -97,8 +97,8 @@ fn generate(dir: &Path, cert: &Path, key: &Path, hostname: &str) -> Result<(), E
             names.push(extra.to_owned());
         }
     }
-    let generated =
-        rcgen::generate_simple_self_signed(names).map_err(|e| Error::Generate(e.to_string()))?;
+    let generated = self_signed(hostname, names, jiff::Timestamp::now())
+        .map_err(|e| Error::Generate(e.to_string()))?;
     let io_error = |path: &Path| {
         let path = path.to_path_buf();
         move |e: io::Error| Error::File {
@@ -106,14 +106,45 @@ fn generate(dir: &Path, cert: &Path, key: &Path, hostname: &str) -> Result<(), E
             reason: e.to_string(),
         }
     };
-    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_error(dir))?;
+    }
     write_private(key, generated.signing_key.serialize_pem().as_bytes()).map_err(io_error(key))?;
-    std::fs::write(cert, generated.cert.pem()).map_err(io_error(cert))?;
+    write_private(cert, generated.cert.pem().as_bytes()).map_err(io_error(cert))?;
     tracing::warn!(
         cert = %cert.display(),
         "no TLS certificate configured: generated a self-signed one (set tls.cert and tls.key for production)"
     );
     Ok(())
+}
+
+/// The self-signed certificate: named after `hostname` (common name and first subject
+/// alternative name), valid from a day before `now` (clocks differ) for two years.
+fn self_signed(
+    hostname: &str,
+    names: Vec<String>,
+    now: jiff::Timestamp,
+) -> Result<rcgen::CertifiedKey<rcgen::KeyPair>, rcgen::Error> {
+    let mut params = rcgen::CertificateParams::new(names)?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, hostname);
+    dn.push(rcgen::DnType::OrganizationName, "mailjournal (self-signed)");
+    params.distinguished_name = dn;
+    let day = |t: jiff::Timestamp| {
+        let d = t.to_zoned(jiff::tz::TimeZone::UTC).date();
+        rcgen::date_time_ymd(i32::from(d.year()), d.month() as u8, d.day() as u8)
+    };
+    let one_day = jiff::SignedDuration::from_hours(24);
+    params.not_before = day(now.saturating_sub(one_day).unwrap_or(now));
+    params.not_after = day(now.saturating_add(one_day * 730).unwrap_or(now));
+    let signing_key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&signing_key)?;
+    Ok(rcgen::CertifiedKey { cert, signing_key })
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -155,6 +186,21 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(key).expect("key").permissions().mode();
         assert_eq!(mode & 0o077, 0, "the private key is private");
+    }
+
+    #[test]
+    fn the_self_signed_certificate_names_the_host_and_lasts_two_years() {
+        let now: jiff::Timestamp = "2026-12-03T11:00:00Z".parse().expect("time");
+        let names = vec!["mx.test".to_owned(), "localhost".to_owned()];
+        let generated = self_signed("mx.test", names, now).expect("generate");
+        let der = generated.cert.der().to_vec();
+        let has = |needle: &[u8]| der.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"mx.test"));
+        assert!(!has(b"rcgen self signed cert"));
+        // Validity as UTCTime: from 2026-12-02 to 2028-12-02 (730 days later).
+        assert!(has(b"261202000000Z"), "not before");
+        assert!(has(b"281202000000Z"), "not after");
+        assert!(!has(b"750101000000Z"));
     }
 
     #[test]

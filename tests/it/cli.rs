@@ -208,6 +208,18 @@ fn check_config_names_every_problem_and_exits_non_zero() {
     let out = mailjournal(&["check-config"], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("organization domains: contoso.com, *.contoso.eu"));
+    // The summary names every listener of the embedded default.
+    for want in [
+        "  SMTP: 127.0.0.1:2525 (implicit TLS: off)",
+        "  IMAP: 127.0.0.1:1143 (implicit TLS: 127.0.0.1:1993)",
+        "  HTTP: 127.0.0.1:8025 (HTTPS: off)",
+    ] {
+        assert!(
+            stdout(&out).lines().any(|l| l.starts_with(want)),
+            "{want} in:\n{}",
+            stdout(&out)
+        );
+    }
 
     // Environment overrides are checked too, and named.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailjournal"))
@@ -418,6 +430,19 @@ fn the_cli_works_against_a_running_gateway_through_its_admin_socket() {
     assert_eq!(stdout(&out), "account exchange added\n");
     let out = mailjournal(&["user", "list"], data.path());
     assert_eq!(stdout(&out), "exchange\tsource\n");
+    // The gateway logged the request by its kind and target, never the password's hash.
+    let log = gateway.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("admin command")
+                && l.contains(r#"kind="user add" target="exchange""#)),
+        "{log}"
+    );
+    assert!(
+        !log.contains("argon2"),
+        "a password hash in the log:\n{log}"
+    );
+    assert!(!log.contains("password"), "{log}");
 
     // A signed link, minted by the CLI through the running gateway, opens the message
     // over HTTP without an account (curl as an independent client).
@@ -466,9 +491,12 @@ fn the_cli_works_against_a_running_gateway_through_its_admin_socket() {
         .output()
         .expect("second serve");
     assert!(!second.status.success());
-    assert!(
-        stderr(&second).contains("is in use by another mailjournal process"),
-        "{}",
+    assert_eq!(
+        stderr(&second)
+            .matches("is in use by another mailjournal process")
+            .count(),
+        1,
+        "the reason, once: {}",
         stderr(&second)
     );
 
@@ -486,7 +514,7 @@ fn the_cli_works_against_a_running_gateway_through_its_admin_socket() {
 
 #[test]
 fn show_and_verify_report_what_is_wrong() {
-    let data = tempfile::tempdir().expect("tempdir");
+    let data = TestArchive::new().close();
     let out = mailjournal(&["show", "aaaaaaaaaaaaaaaaaaaaaaaa"], data.path());
     assert!(!out.status.success());
     assert!(
@@ -500,4 +528,226 @@ fn show_and_verify_report_what_is_wrong() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn read_commands_refuse_a_missing_archive_and_create_none() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let commands: &[&[&str]] = &[
+        &["list"],
+        &["show", "1"],
+        &["log"],
+        &["stats"],
+        &["verify"],
+        &["user", "list"],
+        &["status"],
+        &["validate"],
+        &["directory", "rematch"],
+    ];
+    for args in commands {
+        let out = mailjournal(args, data.path());
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let want = format!("mailjournal: no archive in {}", data.path().display());
+        assert!(
+            stderr(&out).starts_with(&want),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).is_empty(), "{args:?}");
+        assert!(
+            !data.path().join("archive.redb").exists(),
+            "{args:?} created an archive"
+        );
+    }
+    // ingest makes one, and from then on the same commands work.
+    let eml = fixtures().join("outbound.eml");
+    let out = mailjournal(&["ingest", eml.to_str().expect("utf-8")], data.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = mailjournal(&["stats"], data.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Every directory and file under `dir` that is not owner-only, with its mode.
+fn not_owner_only(dir: &Path, found: &mut Vec<String>) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode != 0o700 {
+        found.push(format!("{} {mode:o}", dir.display()));
+    }
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        let meta = std::fs::symlink_metadata(&path).expect("metadata");
+        if meta.is_dir() {
+            not_owner_only(&path, found);
+        } else if meta.permissions().mode() & 0o777 != 0o600 {
+            found.push(format!(
+                "{} {:o}",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            ));
+        }
+    }
+}
+
+#[test]
+fn the_data_directory_is_owner_only_whatever_the_umask() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("config.toml");
+    std::fs::write(&config, crate::support::TEST_CONFIG).expect("config");
+    // A small message (into a pack) and a large one (its own file under objects/).
+    let small = tmp.path().join("small.eml");
+    std::fs::write(
+        &small,
+        "From: a@fabrikam.com\r\nTo: b@contoso.com\r\nSubject: s\r\n\r\nhi\r\n",
+    )
+    .expect("eml");
+    let noise: String = crate::support::pseudo_random_bytes(300_000)
+        .iter()
+        .map(|b| char::from(b'A' + b % 26))
+        .collect::<String>()
+        .as_bytes()
+        .chunks(76)
+        .map(|l| format!("{}\r\n", String::from_utf8_lossy(l)))
+        .collect();
+    let large = tmp.path().join("large.eml");
+    std::fs::write(
+        &large,
+        format!("From: a@fabrikam.com\r\nTo: b@contoso.com\r\nSubject: l\r\n\r\n{noise}"),
+    )
+    .expect("eml");
+    let run = |args: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask 000; exec \"$0\" --config \"$1\" {args}"))
+            .arg(env!("CARGO_BIN_EXE_mailjournal"))
+            .arg(&config)
+            .env("MAILJOURNAL_DATA_DIR", &data)
+            .env_remove("MAILJOURNAL_ORG_DOMAINS")
+            .output()
+            .expect("run mailjournal")
+    };
+    let out = run(&format!("ingest {} {}", small.display(), large.display()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run("validate");
+    assert!(!stdout(&out).contains("permissions:"), "{}", stdout(&out));
+    assert!(
+        data.join("objects").is_dir(),
+        "the large message has its own file"
+    );
+    assert!(data.join("tls").is_dir(), "validate made the certificate");
+    let mut found = Vec::new();
+    not_owner_only(&data, &mut found);
+    assert!(found.is_empty(), "not owner-only with umask 000: {found:?}");
+
+    // An archive made looser by hand: validate names each path and exits 1.
+    use std::os::unix::fs::PermissionsExt;
+    let perm = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+    };
+    perm(&data, 0o755);
+    perm(&data.join("archive.redb"), 0o644);
+    let out = run("validate");
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    for path in [data.clone(), data.join("archive.redb")] {
+        let want = format!("problem: permissions: {} is mode 0", path.display());
+        assert!(text.contains(&want), "{want} missing in:\n{text}");
+    }
+}
+
+#[test]
+fn a_port_in_use_is_named_once_and_serve_exits_1() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailjournal"))
+        .args(["serve"])
+        .env("MAILJOURNAL_DATA_DIR", data.path())
+        .env("MAILJOURNAL_SMTP_LISTEN", &addr)
+        .env("MAILJOURNAL_IMAP_LISTEN", "127.0.0.1:0")
+        .env("MAILJOURNAL_IMAPS_LISTEN", "127.0.0.1:0")
+        .env("MAILJOURNAL_HTTP_LISTEN", "127.0.0.1:0")
+        .env("MAILJOURNAL_LOG", "off")
+        .output()
+        .expect("serve");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains(&addr), "{err}");
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+}
+
+#[test]
+fn list_and_stats_stop_quietly_when_the_reader_goes_away() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let eml = fixtures().join("outbound.eml");
+    let out = mailjournal(&["ingest", eml.to_str().expect("utf-8")], data.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = data.path().join("test-config.toml");
+    for args in [
+        &["list"][..],
+        &["list", "--json"],
+        &["stats"],
+        &["show", "1"],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailjournal"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("MAILJOURNAL_DATA_DIR", data.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // The reader is gone before the first write: every write is EPIPE.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{args:?}: {:?} {}",
+            out.status,
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn list_prints_a_header_row_on_a_terminal_only() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let eml = fixtures().join("outbound.eml");
+    let out = mailjournal(&["ingest", eml.to_str().expect("utf-8")], data.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let piped = stdout(&mailjournal(&["list"], data.path()));
+    assert!(
+        piped.starts_with("      1  "),
+        "no header into a pipe: {piped}"
+    );
+    // util-linux's script(1) gives the command a terminal.
+    let Ok(out) = std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} --config {} list",
+            env!("CARGO_BIN_EXE_mailjournal"),
+            data.path().join("test-config.toml").display()
+        ))
+        .arg("/dev/null")
+        .env("MAILJOURNAL_DATA_DIR", data.path())
+        .output()
+    else {
+        eprintln!("script(1) not installed: header row not checked");
+        return;
+    };
+    let text = stdout(&out);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.trim_start().starts_with("UID")
+            && first.contains("DIRECTION")
+            && first.ends_with("SUBJECT"),
+        "{text:?}"
+    );
+    assert_eq!(text.lines().count(), 2, "{text:?}");
 }

@@ -1008,7 +1008,7 @@ async fn metrics_in_prometheus_format() {
         "mailjournal_messages{direction=\"external\"} 0",
         "mailjournal_junk_quarantined 1",
         "mailjournal_duplicates_total 1",
-        "mailjournal_unmatched_total 1",
+        "mailjournal_unmatched_messages 1",
         "mailjournal_ingest_latency_seconds_bucket{le=\"0.0025\"} 0",
         "mailjournal_ingest_latency_seconds_bucket{le=\"0.005\"} 1",
         "mailjournal_ingest_latency_seconds_bucket{le=\"+Inf\"} 1",
@@ -1016,8 +1016,16 @@ async fn metrics_in_prometheus_format() {
         "mailjournal_smtp_sessions 1",
         "mailjournal_imap_sessions 0",
         "# TYPE mailjournal_ingest_latency_seconds histogram",
+        "# TYPE mailjournal_unmatched_messages gauge",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+    }
+    // Every *_total is a counter (Prometheus' naming rule): no gauge wears that suffix.
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        assert!(
+            !(line.ends_with(" gauge") && line.contains("_total ")),
+            "{line}"
+        );
     }
     assert!(text.contains("\nmailjournal_ingest_latency_seconds_sum 0.003"));
     g.stop().await;

@@ -308,6 +308,57 @@ fn cli_imports_the_directory_reports_bad_lines_and_makes_opportunities() {
     assert_eq!(entry["salesperson"], "AS");
     assert_eq!(entry["direction"], "inbound");
     assert_eq!(entry["subject"], "Request for quotation: 400 pallets");
+    let date = entry["date"]
+        .as_str()
+        .expect("the date is text, as in list --json");
+    assert!(
+        date.parse::<jiff::Timestamp>().is_ok() && date.ends_with('Z'),
+        "RFC 3339: {date}"
+    );
+    let out = mailjournal(&["log", "--contact", "42"], data.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no contact 42 in the directory"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A salesperson account: `user list` shows whose it is.
+    let mut add = std::process::Command::new(env!("CARGO_BIN_EXE_mailjournal"))
+        .arg("--config")
+        .arg(data.path().join("test-config.toml"))
+        .args([
+            "user",
+            "add",
+            "alice",
+            "--role",
+            "salesperson",
+            "--salesperson",
+            "AS",
+        ])
+        .env("MAILJOURNAL_DATA_DIR", data.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("user add");
+    use std::io::Write as _;
+    add.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"long enough password\n")
+        .expect("password");
+    let out = add.wait_with_output().expect("user add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = mailjournal(&["user", "list"], data.path());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "alice\tsalesperson\tsalesperson AS\n"
+    );
 
     let out = mailjournal(
         &[
