@@ -286,7 +286,7 @@ impl Logins {
                 }
             },
         };
-        match account.filter(|a| allowed(a)) {
+        match account.filter(allowed) {
             Some(account) => {
                 self.throttle.succeeded(attempt);
                 if let Some(f) = fingerprint {

@@ -289,6 +289,54 @@ async fn over_the_connection_limits_clients_get_421() {
 }
 
 #[tokio::test]
+async fn strangers_leave_the_reserved_slots_to_the_journaling_sources() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = server_settings(dir.path());
+    // Five slots: one kept for the journaling source (127.0.0.1), and a stranger may hold
+    // one at most (a tenth, at least one).
+    settings.smtp.max_connections = 5;
+    settings.smtp.allow_networks = vec!["127.0.0.1/32".parse().expect("net")];
+    let server = start(&settings).await;
+    let addr = server.smtp_addr.expect("smtp");
+    let from = |ip: &str| {
+        let ip: std::net::IpAddr = ip.parse().expect("ip");
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.bind(SocketAddr::new(ip, 0)).expect("bind");
+            let mut s = socket.connect(addr).await.expect("connect");
+            let mut buf = vec![0u8; 256];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .expect("reply in time")
+                .expect("read");
+            (s, String::from_utf8_lossy(&buf[..n]).into_owned())
+        }
+    };
+    let mut held = Vec::new();
+    for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"] {
+        let (s, text) = from(ip).await;
+        assert!(text.starts_with("220 "), "{ip}: {text}");
+        held.push(s);
+        if held.len() == 1 {
+            let (_, text) = from(ip).await;
+            assert!(
+                text.contains("from your address"),
+                "one slot per stranger: {text}"
+            );
+        }
+    }
+    let (_, text) = from("127.0.0.6").await;
+    assert!(text.starts_with("421 4.7.0 Too many connections"), "{text}");
+    let (_source, text) = from("127.0.0.1").await;
+    assert!(
+        text.starts_with("220 "),
+        "the journaling source still gets in: {text}"
+    );
+    drop(held);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn journaling_sources_are_not_rate_limited() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings = server_settings(dir.path());
