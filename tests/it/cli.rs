@@ -412,21 +412,11 @@ fn the_cli_works_against_a_running_gateway_through_its_admin_socket() {
     assert_eq!(stdout(&out), "logging is on\n");
 
     let config = data.path().join("test-config.toml");
-    let mut add = std::process::Command::new(env!("CARGO_BIN_EXE_mailjournal"))
-        .args(["--config", config.to_str().expect("utf-8")])
-        .args(["user", "add", "exchange", "--role", "source"])
-        .env("MAILJOURNAL_DATA_DIR", data.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("user add");
-    use std::io::Write as _;
-    add.stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"long enough password\n")
-        .expect("password");
-    let out = add.wait_with_output().expect("user add");
+    let out = crate::support::mailjournal_with_input(
+        &["user", "add", "exchange", "--role", "source"],
+        data.path(),
+        b"long enough password\n",
+    );
     assert_eq!(stdout(&out), "account exchange added\n");
     let out = mailjournal(&["user", "list"], data.path());
     assert_eq!(stdout(&out), "exchange\tsource\n");

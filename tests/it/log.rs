@@ -324,10 +324,8 @@ fn cli_imports_the_directory_reports_bad_lines_and_makes_opportunities() {
     );
 
     // A salesperson account: `user list` shows whose it is.
-    let mut add = std::process::Command::new(env!("CARGO_BIN_EXE_mailjournal"))
-        .arg("--config")
-        .arg(data.path().join("test-config.toml"))
-        .args([
+    let out = crate::support::mailjournal_with_input(
+        &[
             "user",
             "add",
             "alice",
@@ -335,20 +333,10 @@ fn cli_imports_the_directory_reports_bad_lines_and_makes_opportunities() {
             "salesperson",
             "--salesperson",
             "AS",
-        ])
-        .env("MAILJOURNAL_DATA_DIR", data.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("user add");
-    use std::io::Write as _;
-    add.stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"long enough password\n")
-        .expect("password");
-    let out = add.wait_with_output().expect("user add");
+        ],
+        data.path(),
+        b"long enough password\n",
+    );
     assert!(
         out.status.success(),
         "{}",

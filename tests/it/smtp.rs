@@ -517,6 +517,17 @@ impl Harness {
         }
     }
 
+    /// The greeting, then EHLO and its whole reply.
+    async fn ehlo(&self, client: &mut Client<DuplexStream>) {
+        self.play(
+            client,
+            "S: 220
+             C: EHLO x.test",
+        )
+        .await;
+        client.expect_reply("250").await;
+    }
+
     fn stored(&self) -> usize {
         self.archive
             .archive()
@@ -599,13 +610,7 @@ async fn transcript_bdat_chunks() {
     let mut c = h.connect(h.context(|_| {}), LOOPBACK);
     let part1 = "From: a@fabrikam.com\r\nTo: alice@contoso.com\r\n";
     let part2 = "Subject: chunked\r\n\r\n.not stuffed in BDAT\r\n";
-    h.play(
-        &mut c,
-        "S: 220
-         C: EHLO x.test",
-    )
-    .await;
-    c.expect_reply("250").await;
+    h.ehlo(&mut c).await;
     c.send(&format!(
         "MAIL FROM:<a@fabrikam.com>\r\nRCPT TO:<journal@contoso.com>\r\nBDAT {}\r\n{part1}BDAT {} LAST\r\n{part2}",
         part1.len(),
@@ -756,13 +761,7 @@ async fn transcript_auth_failures_are_delayed_and_end_the_session() {
     );
     // "\0exchange\0wrong" and "\0exchange\0right" in base64.
     let started = std::time::Instant::now();
-    h.play(
-        &mut c,
-        "S: 220
-         C: EHLO x.test",
-    )
-    .await;
-    c.expect_reply("250").await;
+    h.ehlo(&mut c).await;
     h.play(
         &mut c,
         "C: MAIL FROM:<a@fabrikam.com>
@@ -953,13 +952,7 @@ async fn transcript_bdat_0_last_ends_the_message_and_data_may_not_follow_bdat() 
     let h = Harness::new();
     let mut c = h.connect(h.context(|_| {}), LOOPBACK);
     let head = "From: a@fabrikam.com\r\nTo: alice@contoso.com\r\nSubject: zero\r\n\r\n";
-    h.play(
-        &mut c,
-        "S: 220
-         C: EHLO x.test",
-    )
-    .await;
-    c.expect_reply("250").await;
+    h.ehlo(&mut c).await;
     c.send(&format!(
         "MAIL FROM:<a@fabrikam.com>\r\nRCPT TO:<journal@contoso.com>\r\nBDAT {}\r\n{head}",
         head.len()

@@ -76,21 +76,49 @@ impl TestArchive {
     }
 }
 
-/// Runs the real binary.
-pub fn mailjournal(args: &[&str], data_dir: &Path) -> std::process::Output {
+/// The real binary with `args`, on `data_dir` with the test configuration.
+fn command(args: &[&str], data_dir: &Path) -> std::process::Command {
     let config = data_dir.join("test-config.toml");
     if !config.exists() {
         std::fs::create_dir_all(data_dir).expect("data dir");
         std::fs::write(&config, TEST_CONFIG).expect("write config");
     }
-    std::process::Command::new(env!("CARGO_BIN_EXE_mailjournal"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mailjournal"));
+    command
         .arg("--config")
         .arg(&config)
         .args(args)
         .env("MAILJOURNAL_DATA_DIR", data_dir)
-        .env_remove("MAILJOURNAL_ORG_DOMAINS")
-        .output()
-        .expect("run mailjournal")
+        .env_remove("MAILJOURNAL_ORG_DOMAINS");
+    command
+}
+
+/// Runs the real binary.
+pub fn mailjournal(args: &[&str], data_dir: &Path) -> std::process::Output {
+    command(args, data_dir).output().expect("run mailjournal")
+}
+
+/// Runs the real binary with `input` on its standard input (a password, say).
+pub fn mailjournal_with_input(
+    args: &[&str],
+    data_dir: &Path,
+    input: &[u8],
+) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = command(args, data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mailjournal");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write standard input");
+    child.wait_with_output().expect("run mailjournal")
 }
 
 /// Settings for an in-process server: every listener on a free loopback port.
