@@ -153,6 +153,12 @@ impl Throttle {
         })
     }
 
+    /// Counts a failure from `ip` that names no account (malformed credentials): how long
+    /// to wait before answering it, or `None` if the address is throttled already.
+    pub fn failed_unchecked(&self, ip: IpAddr) -> Option<Duration> {
+        self.begin(ip, "").map(|attempt| attempt.delay())
+    }
+
     /// Whether `ip` has failed too often to try again now.
     pub fn blocked(&self, ip: IpAddr) -> bool {
         let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());

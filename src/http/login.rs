@@ -118,10 +118,9 @@ async fn authenticate(
 /// Counts a failure from `ip` (credentials that name nobody), waits as the throttle says,
 /// and answers 401.
 async fn refuse(ctx: &Context, ip: IpAddr, why: &str) -> ApiError {
-    let delay = match ctx.logins.throttle().begin(ip, "") {
-        Some(attempt) => attempt.delay(),
-        None => Duration::from_secs(2),
-    };
+    let delay = (ctx.logins.throttle())
+        .failed_unchecked(ip)
+        .unwrap_or(Duration::from_secs(2));
     tracing::debug!(%ip, why, "HTTP authentication failed");
     tokio::time::sleep(delay).await;
     ApiError::unauthorized()

@@ -124,22 +124,23 @@ fn fallback_status() -> Status<'static> {
 
 /// `NO [CANNOT]`: the archive is read-only.
 fn cannot(tag: Tag<'static>, what: &str) -> Status<'static> {
-    let code = CodeOther::unvalidated(b"CANNOT".as_slice());
-    status_no(
+    no_cannot(
         tag,
-        Some(Code::Other(code)),
         &format!("{what}: the archive is read-only (only \\Seen and \\Flagged can be set)"),
     )
 }
 
 /// `NO [CANNOT]` to CREATE, DELETE and RENAME.
 fn cannot_folders(tag: Tag<'static>) -> Status<'static> {
-    let code = CodeOther::unvalidated(b"CANNOT".as_slice());
-    status_no(
+    no_cannot(
         tag,
-        Some(Code::Other(code)),
         "The folders are fixed: they are views of the read-only archive",
     )
+}
+
+fn no_cannot(tag: Tag<'static>, text: &str) -> Status<'static> {
+    let code = CodeOther::unvalidated(b"CANNOT".as_slice());
+    status_no(tag, Some(Code::Other(code)), text)
 }
 
 /// A folder name as the client wrote it, decoded from modified UTF-7 (RFC 3501 § 5.1.3).

@@ -869,10 +869,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return self.error(Reply::new(501, "5.5.2", "Invalid PLAIN response"));
                 };
                 if !authz.is_empty() && authz != user {
-                    let delay = match self.ctx.logins.throttle().begin(self.peer.ip(), "") {
-                        Some(attempt) => attempt.delay(),
-                        None => Duration::from_secs(16),
-                    };
+                    let delay = (self.ctx.logins.throttle())
+                        .failed_unchecked(self.peer.ip())
+                        .unwrap_or(Duration::from_secs(16));
                     return self.auth_failed(delay).await;
                 }
                 (
