@@ -73,8 +73,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether retrying later may succeed (a full disk, an I/O hiccup, a busy lock) as
-    /// opposed to a problem that needs an administrator. SMTP answers 4xx for transient.
     /// Whether the database failed at the storage level (an I/O error, such as a full
     /// disk): redb then refuses every later transaction until the database is opened again.
     pub fn is_storage_failure(&self) -> bool {
@@ -84,6 +82,21 @@ impl Error {
         )
     }
 
+    /// Whether a write failed because the file system is full (ENOSPC, or EDQUOT).
+    pub fn is_disk_full(&self) -> bool {
+        let io = match self {
+            Error::Io { source, .. } => source,
+            Error::Db(redb::Error::Io(source)) => source,
+            _ => return false,
+        };
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        )
+    }
+
+    /// Whether retrying later may succeed (a full disk, an I/O hiccup, a busy lock) as
+    /// opposed to a problem that needs an administrator. SMTP answers 4xx for transient.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,

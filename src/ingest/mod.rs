@@ -41,6 +41,11 @@ impl Error {
             Error::Archive(e) => e.is_transient(),
         }
     }
+
+    /// Whether the archive's file system is full (SMTP 452 4.3.1).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Error::Archive(e) if e.is_disk_full())
+    }
 }
 
 impl From<archive::Error> for Error {

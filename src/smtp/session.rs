@@ -796,6 +796,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 "5.3.4",
                 "Message size exceeds fixed maximum message size",
             ),
+            Err(e) if e.is_disk_full() => {
+                tracing::error!(error = %e, "the archive's disk is full; answered 452");
+                Reply::new(
+                    452,
+                    "4.3.1",
+                    "Insufficient system storage, try again later",
+                )
+            }
             Err(e) => {
                 tracing::error!(error = %e, "storing a message failed; answered 451");
                 Reply::new(

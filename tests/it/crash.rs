@@ -991,3 +991,196 @@ fn sigkill_under_load_loses_no_acknowledged_message_and_resending_creates_no_dup
         began.elapsed().as_secs_f64()
     );
 }
+
+/// A tmpfs of a fixed size mounted on a directory for one test: a disk that really fills up.
+/// Mounting needs root (CI runs as root); elsewhere the test skips, unless
+/// `MAILJOURNAL_REQUIRE_TMPFS` (set by `.ci/run`) makes that a failure.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str, test: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(Self(dir.to_path_buf())),
+            other => {
+                let why = match other {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    std::env::var_os("MAILJOURNAL_REQUIRE_TMPFS").is_none(),
+                    "cannot mount a tmpfs ({why}), and MAILJOURNAL_REQUIRE_TMPFS is set: run as root"
+                );
+                eprintln!(
+                    "skipped {test}: cannot mount a tmpfs ({why}); run as root, or set \
+                     MAILJOURNAL_REQUIRE_TMPFS=1 to make this a failure"
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes zeros into `path` until the file system is full, then gives back `spare` bytes.
+fn fill_disk(path: &Path, spare: u64) {
+    let mut file = std::fs::File::create(path).expect("create the filler");
+    let chunk = vec![0u8; 256 * 1024];
+    loop {
+        match file.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+            Err(e) => panic!("filling the disk: {e}"),
+        }
+    }
+    let len = file.metadata().expect("filler size").len();
+    file.set_len(len.saturating_sub(spare))
+        .expect("give some space back");
+}
+
+/// The real thing, not a simulated error: the data directory sits on a small tmpfs that
+/// the test fills. The gateway must answer 4xx (never 5xx, never a 250 for what it did not
+/// keep) while the disk is full, and once space is freed take mail again, by itself or
+/// after it exited with 75 (EX_TEMPFAIL) so that its supervisor restarts it, as systemd's
+/// `Restart=on-failure` does. Every message acknowledged before, during and after is there.
+#[test]
+fn a_full_disk_refuses_with_4xx_loses_no_acknowledged_message_and_recovers_when_freed() {
+    let test = "a_full_disk_refuses_with_4xx_loses_no_acknowledged_message_and_recovers_when_freed";
+    let work = tempfile::tempdir().expect("tempdir");
+    let data = work.path().join("disk");
+    let log = work.path().join("server.log");
+    let Some(_disk) = Tmpfs::mount(&data, "24m", test) else {
+        return;
+    };
+    let mut server = Server::start(&data, &log, "on a 24 MiB disk");
+    let filler = data.join("filler");
+    fill_disk(&filler, 3 * 1024 * 1024);
+
+    let mut acked: Vec<(Key, String)> = Vec::new();
+    let mut refusals: Vec<Reply> = Vec::new();
+    let mut exit: Option<ExitStatus> = None;
+    let mut smtp: Option<Smtp> = None;
+    let mut n = 0;
+    // Send until the gateway has refused a few messages in a row (or exited).
+    while refusals.len() < 5 && n < 3_000 {
+        if let Some(status) = server.child.try_wait().expect("poll the server") {
+            exit = Some(status);
+            break;
+        }
+        let Some(session) = smtp.as_mut() else {
+            smtp = Smtp::connect(server.port).ok();
+            if smtp.is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            continue;
+        };
+        let key = Key {
+            round: 90,
+            session: 0,
+            n,
+        };
+        n += 1;
+        match session.send(key.parties().0, &dot_stuffed(&message(key))) {
+            Sent::Acked(id) => {
+                acked.push((key, id));
+                refusals.clear();
+            }
+            Sent::Refused(reply) => {
+                assert!(
+                    (400..500).contains(&reply.code),
+                    "a full disk must be a temporary failure, got {} {}\n{}",
+                    reply.code,
+                    reply.text,
+                    log_tail(&log)
+                );
+                refusals.push(reply);
+                let _ = session.command("RSET");
+            }
+            Sent::Lost { .. } => smtp = None,
+        }
+    }
+    drop(smtp);
+    assert!(
+        exit.is_some() || !refusals.is_empty(),
+        "the disk never filled up after {n} messages\n{}",
+        log_tail(&log)
+    );
+    assert!(!acked.is_empty(), "nothing was accepted before the disk filled up");
+    assert!(
+        exit.is_some() || refusals.iter().any(|r| r.code == 452 && r.text.starts_with("4.3.1")),
+        "a full disk is told as such (452 4.3.1), got {refusals:?}\n{}",
+        log_tail(&log)
+    );
+
+    std::fs::remove_file(&filler).expect("free the space");
+    // After the space is back, a message must get its 250 within 30 s; a gateway that exited
+    // with 75 is started again first, as its supervisor would.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut restarted = false;
+    loop {
+        if exit.is_none() {
+            exit = server.child.try_wait().expect("poll the server");
+        }
+        if let Some(status) = exit.take() {
+            assert_eq!(
+                status.code(),
+                Some(75),
+                "the gateway may only exit with 75 (EX_TEMPFAIL) on a storage failure\n{}",
+                log_tail(&log)
+            );
+            server = Server::start(&data, &log, "after the disk was freed");
+            restarted = true;
+        }
+        let key = Key {
+            round: 91,
+            session: 0,
+            n,
+        };
+        n += 1;
+        if let Ok(mut session) = Smtp::connect(server.port)
+            && let Sent::Acked(id) = session.send(key.parties().0, &dot_stuffed(&message(key)))
+        {
+            acked.push((key, id));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no message was accepted within 30 s of freeing the disk (restarted: {restarted})\n{}",
+            log_tail(&log)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.stop("after the disk was freed");
+
+    let listed = list(&data, &log);
+    let missing: Vec<String> = acked
+        .iter()
+        .filter(|(key, id)| {
+            listed.get(&key.message_id()).is_none_or(|l| &l.id != id)
+                || listed[&key.message_id()].size != message(*key).len() as u64
+        })
+        .map(|(key, id)| format!("<{}> (acked as {id})", key.message_id()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged message(s) missing or changed after the full disk (restarted: {restarted}): {missing:?}\n{}",
+        missing.len(),
+        log_tail(&log)
+    );
+    verify(&data, listed.len(), &log, "after the full disk");
+    eprintln!(
+        "{test}: {} acknowledged, {} refused in a row while full, restarted: {restarted}",
+        acked.len(),
+        refusals.len()
+    );
+}
