@@ -247,7 +247,13 @@ impl Logins {
     /// The gateway's defaults: 10 failures per address in 10 minutes, logins remembered
     /// for five minutes.
     pub fn standard() -> Self {
-        Self::new(Throttle::new(Duration::from_secs(600), 10), REMEMBER)
+        Self::remembering(REMEMBER)
+    }
+
+    /// The default throttle, with verified logins remembered for `remember` (`logins.remember`;
+    /// zero: never).
+    pub fn remembering(remember: Duration) -> Self {
+        Self::new(Throttle::new(Duration::from_secs(600), 10), remember)
     }
 
     pub fn throttle(&self) -> &Throttle {
@@ -486,6 +492,17 @@ mod tests {
         assert!(t.begin(other, "dave").is_some(), "other accounts are not");
     }
 
+    fn alice() -> Account {
+        Account {
+            name: "alice".into(),
+            password_hash: "hash".into(),
+            roles: vec![Role::Salesperson],
+            created: 0,
+            salesperson: None,
+            grants: Vec::new(),
+        }
+    }
+
     #[test]
     fn remembered_logins_are_per_source_and_can_be_forgotten() {
         let logins = Logins::standard();
@@ -499,17 +516,20 @@ mod tests {
             logins.fingerprint(elsewhere, "alice", "secret")
         );
         assert_eq!(logins.recall(&f), None);
-        let account = Account {
-            name: "alice".into(),
-            password_hash: "hash".into(),
-            roles: vec![Role::Salesperson],
-            created: 0,
-            salesperson: None,
-            grants: Vec::new(),
-        };
+        let account = alice();
         logins.remember(f.clone(), &account);
         assert_eq!(logins.recall(&f), Some(("alice".into(), "hash".into())));
         logins.forget(&f);
         assert_eq!(logins.recall(&f), None);
+    }
+
+    #[test]
+    fn remembering_can_be_turned_off() {
+        let logins = Logins::remembering(Duration::ZERO);
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        let f = logins.fingerprint(ip, "alice", "secret").expect("key");
+        let account = alice();
+        logins.remember(f.clone(), &account);
+        assert_eq!(logins.recall(&f), None, "every login is checked again");
     }
 }

@@ -263,6 +263,32 @@ pub struct HttpSettings {
     pub link_ttl: Duration,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct LoginsSection {
+    #[serde(with = "humantime_serde")]
+    remember: Duration,
+}
+
+impl Default for LoginsSection {
+    fn default() -> Self {
+        Self {
+            remember: crate::auth::REMEMBER,
+        }
+    }
+}
+
+/// The longest `logins.remember` accepted.
+const MAX_REMEMBER: Duration = Duration::from_secs(3600);
+
+/// Password checks (IMAP, SMTP AUTH, HTTP), validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginSettings {
+    /// How long a verified login is remembered for the same source, name and password, so
+    /// that a client logging in again and again costs one argon2 check. Zero: never.
+    pub remember: Duration,
+}
+
 /// How a pull source connects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -521,6 +547,7 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub imap: ImapSettings,
     pub http: HttpSettings,
+    pub logins: LoginSettings,
     pub pull: Vec<PullSettings>,
     pub tls: TlsSettings,
 }
@@ -581,6 +608,7 @@ impl Settings {
         let tls: TlsSection = section(&mut table, "tls", &mut problems);
         let imap: ImapSection = section(&mut table, "imap", &mut problems);
         let http: HttpSection = section(&mut table, "http", &mut problems);
+        let logins: LoginsSection = section(&mut table, "logins", &mut problems);
         let pull: Vec<PullSection> = match table.remove("pull") {
             None => Vec::new(),
             Some(value) => match Vec::<PullSection>::deserialize(value) {
@@ -752,6 +780,15 @@ impl Settings {
             base_url,
             link_ttl: http.link_ttl,
         };
+        if logins.remember > MAX_REMEMBER {
+            problems.push(Problem {
+                key: "logins.remember".into(),
+                reason: "at most an hour (0 turns it off)".into(),
+            });
+        }
+        let logins = LoginSettings {
+            remember: logins.remember,
+        };
         let smtp = validate_smtp(
             smtp,
             smtp_listen,
@@ -794,6 +831,7 @@ impl Settings {
             smtp,
             imap,
             http,
+            logins,
             pull,
             tls,
             junk: JunkSettings {
@@ -1061,6 +1099,29 @@ mod tests {
         .expect_err("invalid");
         assert!(
             err.problems.iter().any(|p| p.key == "storage.compression"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn logins_are_remembered_for_a_bounded_time() {
+        let default = Settings::from_toml(DEFAULT_CONFIG, "default", no_env).expect("valid");
+        assert_eq!(default.logins.remember, Duration::from_secs(300));
+        let with = |value: &str| {
+            Settings::from_toml(
+                &DEFAULT_CONFIG.replace("remember = \"5m\"", &format!("remember = {value:?}")),
+                "t.toml",
+                no_env,
+            )
+        };
+        assert_eq!(with("0s").expect("off").logins.remember, Duration::ZERO);
+        assert_eq!(
+            with("90s").expect("valid").logins.remember,
+            Duration::from_secs(90)
+        );
+        let err = with("2h").expect_err("too long");
+        assert!(
+            err.problems.iter().any(|p| p.key == "logins.remember"),
             "{err}"
         );
     }

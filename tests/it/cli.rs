@@ -213,6 +213,7 @@ fn check_config_names_every_problem_and_exits_non_zero() {
         "  SMTP: 127.0.0.1:2525 (implicit TLS: off)",
         "  IMAP: 127.0.0.1:1143 (implicit TLS: 127.0.0.1:1993)",
         "  HTTP: 127.0.0.1:8025 (HTTPS: off)",
+        "  verified logins remembered: 5m",
     ] {
         assert!(
             stdout(&out).lines().any(|l| l.starts_with(want)),
