@@ -321,6 +321,50 @@ class Raw:
             acc += chunk
 
 
+def one_login(port, user, password):
+    """Connects, logs in and out on a bare socket; the seconds from LOGIN to its OK."""
+    r = Raw(port)
+    try:
+        secs, _ = r.command(f'LOGIN "{user}" "{password}"')
+        r.s.sendall(b"z LOGOUT\r\n")
+        while r.s.recv(4096):
+            pass
+    finally:
+        r.s.close()
+    return secs
+
+
+def logins(port, user, password, clients, seconds):
+    """`clients` threads, each connecting, logging in and out again and again for `seconds`
+    (as imaptest's stress mode does with a login per session). Returns the logins done and
+    the mean wall time per login (elapsed / logins: the figure that sets the throughput)."""
+    import threading
+    deadline = time.perf_counter() + seconds
+    counts, latencies, errors = [0] * clients, [[] for _ in range(clients)], []
+
+    def loop(i):
+        try:
+            while time.perf_counter() < deadline:
+                latencies[i].append(one_login(port, user, password))
+                counts[i] += 1
+        except BaseException as e:  # SystemExit from Raw included: report, do not hang
+            errors.append(repr(e))
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    done = sum(counts)
+    if errors or not done:
+        sys.exit(f"logins: {done} done, errors: {errors[:3]}")
+    every = sorted(x for l in latencies for x in l)
+    return {"logins": done, "elapsed": elapsed, "per_login": elapsed / done,
+            "login_rtt_median": every[len(every) // 2], "logins_per_s": done / elapsed}
+
+
 def client_waits():
     """This process's voluntary context switches so far: how often it waited (for data)."""
     with open("/proc/self/status") as f:
@@ -418,6 +462,9 @@ def report(path):
         "lean": ("the same, lean socket client (s)", "ratio <= 1"),
         "lean_cpu": ("  server CPU during that session (s)", None),
         "lean_waits": ("  times the client waited for data", None),
+        "logins": ("time per login, 10 clients looping (s)", "ratio <= 1"),
+        "login_rtt": ("  median LOGIN round trip (s)", None),
+        "logins_nocache": ("  the same, logins.remember = 0s (s)", None),
         "big_select": ("SELECT INBOX, big folder (s)", "< 1 s"),
         "big_flags": ("UID FETCH 1:* (UID FLAGS), big folder (s)", "< 1 s"),
     }
@@ -467,6 +514,8 @@ def main():
         fetch(int(args[0]), args[1], args[2])
     elif cmd == "fetch-lean":
         fetch_lean(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    elif cmd == "logins":
+        print(json.dumps(logins(int(args[0]), args[1], args[2], int(args[3]), float(args[4]))))
     elif cmd == "big":
         big(int(args[0]), args[1], args[2])
     elif cmd == "report":
