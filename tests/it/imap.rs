@@ -706,3 +706,196 @@ async fn transcript_hostile_folder_names_and_patterns_get_answers_not_crashes() 
     .await;
     server.stop().await;
 }
+
+/// What each account may do, told the RFC 4314 way: `lrsw` where it can read (and keep its
+/// own `\Seen` and `\Flagged`, which last), `l` on folders that only hold folders, no folder
+/// it cannot see, and ACLs nobody may read or change over IMAP.
+#[tokio::test]
+async fn transcript_acl_rights_are_what_an_account_may_really_do() {
+    let (_dir, server) = server_with(&[PLAIN]).await;
+    let mut c = Raw::connect(&server).await;
+    c.writer
+        .write_all(b"a0 CAPABILITY\r\n")
+        .await
+        .expect("write");
+    let caps = c.expect("* CAPABILITY ").await;
+    assert!(
+        caps.contains(" ACL ") && caps.contains(" RIGHTS=texk"),
+        "{caps:?}"
+    );
+    c.play(&format!(
+        "S: a0 OK
+         C: a1 MYRIGHTS INBOX
+         S: a1 BAD
+         C: a2 LOGIN auditor \"{PASSWORD}\"
+         S: a2 OK [CAPABILITY"
+    ))
+    .await;
+    c.writer
+        .write_all(b"a3 CAPABILITY\r\n")
+        .await
+        .expect("write");
+    let caps = c.expect("* CAPABILITY ").await;
+    assert!(
+        caps.contains(" ACL ") && caps.contains(" RIGHTS=texk"),
+        "{caps:?}"
+    );
+    c.expect("a3 OK").await;
+
+    let exact = [
+        ("a4 MYRIGHTS INBOX", "* MYRIGHTS \"INBOX\" lrsw\r\n"),
+        ("a5 myrights \"inbox\"", "* MYRIGHTS \"inbox\" lrsw\r\n"),
+        ("a6 MYRIGHTS \"By month\"", "* MYRIGHTS \"By month\" l\r\n"),
+        (
+            "a7 MYRIGHTS \"By month/2026/11\"",
+            "* MYRIGHTS \"By month/2026/11\" lrsw\r\n",
+        ),
+        ("a8 MYRIGHTS Junk", "* MYRIGHTS \"Junk\" lrsw\r\n"),
+    ];
+    for (command, answer) in exact {
+        c.writer
+            .write_all(format!("{command}\r\n").as_bytes())
+            .await
+            .expect("write");
+        assert_eq!(c.line().await, answer, "{command}");
+        let tag = command.split(' ').next().unwrap_or_default();
+        c.expect(&format!("{tag} OK")).await;
+    }
+    c.play(
+        "C: b1 MYRIGHTS Nowhere
+         S: b1 NO [NONEXISTENT]
+         C: b2 MYRIGHTS \"By month/1999/01\"
+         S: b2 NO [NONEXISTENT]
+         C: b3 GETACL INBOX
+         S: b3 NO [NOPERM]
+         C: b4 GETACL Nowhere
+         S: b4 NO [NONEXISTENT]
+         C: b5 LISTRIGHTS INBOX auditor
+         S: b5 NO [NOPERM]
+         C: b6 SETACL INBOX anyone +lrswite
+         S: b6 NO [NOPERM]
+         C: b7 DELETEACL INBOX anyone
+         S: b7 NO [NOPERM]
+         C: b8 MYRIGHTS
+         S: b8 BAD
+         C: b9 MYRIGHTS INBOX Outbound
+         S: b9 BAD
+         C: b10 MYRIGHTS &Jjo
+         S: b10 NO
+         C: b11 FROBNICATE INBOX
+         S: b11 BAD",
+    )
+    .await;
+
+    // Pipelined after other commands, with a literal: answers stay in order.
+    c.writer
+        .write_all(b"c1 NOOP\r\nc2 MYRIGHTS {8+}\r\nOutbound\r\nc3 NOOP\r\n")
+        .await
+        .expect("write");
+    c.expect("c1 OK").await;
+    assert_eq!(c.line().await, "* MYRIGHTS \"Outbound\" lrsw\r\n");
+    c.expect("c2 OK").await;
+    c.expect("c3 OK").await;
+    c.writer
+        .write_all(b"c4 MYRIGHTS {5}\r\n")
+        .await
+        .expect("write");
+    c.expect("+ ").await;
+    c.writer.write_all(b"INBOX\r\n").await.expect("write");
+    assert_eq!(c.line().await, "* MYRIGHTS \"INBOX\" lrsw\r\n");
+    c.expect("c4 OK").await;
+
+    // `s` and `w` are real: \Seen and \Flagged are the account's own and stay.
+    c.play(
+        "C: d1 SELECT INBOX
+         S: * FLAGS
+         S: * 1 EXISTS
+         S: * 0 RECENT
+         S: * OK [UNSEEN 1]
+         S: * OK [UIDVALIDITY
+         S: * OK [UIDNEXT
+         S: * OK [PERMANENTFLAGS (\\Seen \\Flagged)]
+         S: d1 OK [READ-WRITE]
+         C: d2 MYRIGHTS INBOX
+         S: * MYRIGHTS \"INBOX\" lrsw
+         S: d2 OK
+         C: d3 STORE 1 +FLAGS (\\Seen \\Flagged)
+         S: * 1 FETCH (FLAGS (\\Seen \\Flagged))
+         S: d3 OK
+         C: d4 STORE 1 +FLAGS (\\Deleted)
+         S: d4 NO [CANNOT]
+         C: d5 LOGOUT
+         S: * BYE
+         S: d5 OK",
+    )
+    .await;
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: e1 LOGIN auditor \"{PASSWORD}\"
+         S: e1 OK
+         C: e2 EXAMINE INBOX
+         S: * FLAGS
+         S: * 1 EXISTS
+         S: * 0 RECENT
+         S: * OK [UIDVALIDITY
+         S: * OK [UIDNEXT
+         S: * OK [PERMANENTFLAGS ()]
+         S: e2 OK [READ-ONLY]
+         C: e3 FETCH 1 (FLAGS)
+         S: * 1 FETCH (FLAGS (\\Seen \\Flagged))
+         S: e3 OK
+         C: e4 LOGOUT
+         S: * BYE
+         S: e4 OK"
+    ))
+    .await;
+    server.stop().await;
+}
+
+/// A salesperson's rights: `lrsw` in her own folders, and other people's folders and Junk
+/// do not exist for her, for MYRIGHTS as for SELECT.
+#[tokio::test]
+async fn transcript_acl_a_salesperson_has_rights_only_where_she_may_read() {
+    const TO_ALICE: &[u8] = b"From: Marta <marta@fabrikam.com>\r\nTo: alice@contoso.com\r\nSubject: for alice\r\nMessage-ID: <myrights-1@fabrikam.com>\r\n\r\nalice only\r\n";
+    const FROM_BOB: &[u8] = b"From: bob@contoso.com\r\nTo: buyer@fabrikam.com\r\nSubject: from bob\r\nMessage-ID: <myrights-2@contoso.com>\r\n\r\nbob only\r\n";
+    let (_dir, server) = server_with(&[TO_ALICE, FROM_BOB]).await;
+    let archive = server.archive().expect("archive");
+    let directory = crate::log::directory_fixture();
+    archive
+        .put_directory(directory.salespeople(), directory.contacts())
+        .expect("directory");
+    let alice = crate::support::account("alice", PASSWORD, Role::Salesperson, Some("AS"));
+    archive.put_account(&alice).expect("account");
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: a1 LOGIN alice \"{PASSWORD}\"
+         S: a1 OK
+         C: a2 MYRIGHTS INBOX
+         S: * MYRIGHTS \"INBOX\" lrsw
+         S: a2 OK
+         C: a3 MYRIGHTS \"Salespeople/Alice Seller\"
+         S: * MYRIGHTS \"Salespeople/Alice Seller\" lrsw
+         S: a3 OK
+         C: a4 MYRIGHTS \"Contacts/Fabrikam/Marta Buyer\"
+         S: * MYRIGHTS \"Contacts/Fabrikam/Marta Buyer\" lrsw
+         S: a4 OK
+         C: a5 MYRIGHTS Contacts
+         S: * MYRIGHTS \"Contacts\" l
+         S: a5 OK
+         C: a6 MYRIGHTS \"Contacts/Fabrikam/Buyer\"
+         S: a6 NO [NONEXISTENT]
+         C: a7 MYRIGHTS \"Salespeople/Bob Manager\"
+         S: a7 NO [NONEXISTENT]
+         C: a8 MYRIGHTS Junk
+         S: a8 NO [NONEXISTENT]
+         C: a9 GETACL INBOX
+         S: a9 NO [NOPERM]
+         C: a10 GETACL Junk
+         S: a10 NO [NONEXISTENT]
+         C: a11 LOGOUT
+         S: * BYE
+         S: a11 OK"
+    ))
+    .await;
+    server.stop().await;
+}
