@@ -79,6 +79,11 @@ impl Job {
         }
     }
 
+    /// The data items asked for.
+    pub fn items(&self) -> &[MessageDataItemName<'static>] {
+        &self.items
+    }
+
     /// Whether answering needs more than the session's own state (UID and FLAGS).
     pub fn needs_archive(&self) -> bool {
         !self

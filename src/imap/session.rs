@@ -1279,12 +1279,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Answers from the archive, batches loading while earlier ones are written. `None`:
     /// the connection failed; else whether a BINARY part had an unknown transfer encoding.
     async fn send_loaded(&mut self, job: loader::Job) -> Option<bool> {
+        // A partial BINARY answer names its origin, which imap-types cannot say: such
+        // responses are encoded here and written as they are. Nothing of imap-next's is
+        // queued meanwhile (it sends everything before it hands over a command), so they
+        // go out in order.
+        let requested = fetch::has_partial_binary(job.items()).then(|| job.items().to_vec());
         let mut pipeline = loader::Pipeline::new(job);
         let mut unknown_cte = false;
         while let Some(batch) = pipeline.next_batch().await {
             unknown_cte |= batch.unknown_cte;
             for (seq, items) in batch.answers {
-                self.send_data(Data::Fetch { seq, items }).await.ok()?;
+                match &requested {
+                    Some(requested) => {
+                        let bytes = fetch::encode_fetch(seq, items, requested);
+                        self.write(&bytes).await.ok()?;
+                    }
+                    None => self.send_data(Data::Fetch { seq, items }).await.ok()?,
+                }
             }
         }
         Some(unknown_cte)

@@ -899,3 +899,90 @@ async fn transcript_acl_a_salesperson_has_rights_only_where_she_may_read() {
     .await;
     server.stop().await;
 }
+
+/// RFC 3516: a partial BINARY answer names its origin, `BINARY[1]<0>`, for base64 and
+/// quoted-printable parts alike; data with NUL stays a literal8.
+#[tokio::test]
+async fn transcript_partial_binary_names_its_origin() {
+    const PARTS: &[u8] = b"From: Marta <marta@fabrikam.com>\r\n\
+To: alice@contoso.com\r\n\
+Subject: parts\r\n\
+Message-ID: <binary-1@fabrikam.com>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\
+\r\n\
+--b\r\n\
+Content-Type: application/octet-stream\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+YWJjZGVmZ2hpams=\r\n\
+--b\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\
+\r\n\
+Caf=C3=A9 au lait\r\n\
+--b\r\n\
+Content-Type: application/octet-stream\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+AAECAwQ=\r\n\
+--b--\r\n";
+    let (_dir, server) = server_with(&[PARTS]).await;
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: a1 LOGIN auditor \"{PASSWORD}\"
+         S: a1 OK
+         C: a2 EXAMINE INBOX
+         S: * FLAGS
+         S: * 1 EXISTS
+         S: * 0 RECENT
+         S: * OK [UNSEEN 1]
+         S: * OK [UIDVALIDITY
+         S: * OK [UIDNEXT
+         S: * OK [PERMANENTFLAGS
+         S: a2 OK"
+    ))
+    .await;
+    let cases: [(&str, &[u8]); 4] = [
+        (
+            "b1 FETCH 1 (BINARY.PEEK[1]<0.7> BINARY.PEEK[1]<3.5>)",
+            b"* 1 FETCH (BINARY[1]<0> {7}\r\nabcdefg BINARY[1]<3> {5}\r\ndefgh)\r\n",
+        ),
+        (
+            "b2 UID FETCH 1 (BINARY.PEEK[2]<0.7> BINARY.PEEK[2]<3.5> BINARY.SIZE[2])",
+            b"* 1 FETCH (UID 1 BINARY[2]<0> {7}\r\nCaf\xc3\xa9 a BINARY[2]<3> {5}\r\n\xc3\xa9 au \
+              BINARY.SIZE[2] 13)\r\n",
+        ),
+        (
+            "b3 FETCH 1 (BINARY.PEEK[3]<1.3> BINARY.PEEK[3]<3.5>)",
+            b"* 1 FETCH (BINARY[3]<1> {3}\r\n\x01\x02\x03 BINARY[3]<3> {2}\r\n\x03\x04)\r\n",
+        ),
+        (
+            "b4 FETCH 1 (BINARY.PEEK[3]<0.2> BINARY.PEEK[1]<20.5> BINARY.PEEK[1])",
+            b"* 1 FETCH (BINARY[3]<0> ~{2}\r\n\x00\x01 BINARY[1]<20> {0}\r\n \
+              BINARY[1] {11}\r\nabcdefghijk)\r\n",
+        ),
+    ];
+    for (command, want) in cases {
+        c.writer
+            .write_all(format!("{command}\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut got = vec![0u8; want.len()];
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read_exact(&mut c.reader, &mut got),
+        )
+        .await
+        .expect("in time")
+        .expect("read");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(want),
+            "{command}"
+        );
+        let tag = command.split(' ').next().unwrap_or_default();
+        c.expect(&format!("{tag} OK")).await;
+    }
+    server.stop().await;
+}
