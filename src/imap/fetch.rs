@@ -6,10 +6,10 @@
 //! The output follows what Dovecot sends for the same message (RFC 3501 §6.4.5 / §7.4.2,
 //! RFC 3516 for BINARY), with these conventions:
 //!
-//! * Message bytes are served exactly as archived (no LF → CRLF conversion), so every size
-//!   (`RFC822.SIZE`, BODYSTRUCTURE sizes, literal lengths) counts the archived bytes. For
-//!   CRLF messages this is what Dovecot reports; for bare-LF messages Dovecot would convert
-//!   and count CRLFs instead.
+//! * Message bytes are served as archived except that a bare LF goes out as CRLF (IMAP wants
+//!   CRLF; the archive keeps the bytes it accepted, see `crate::crlf`). The session converts
+//!   before these functions run, so every size (`RFC822.SIZE`, BODYSTRUCTURE sizes and line
+//!   counts, literal lengths, partial offsets) counts the bytes sent, as Dovecot's do.
 //! * `BODY[...]`, `RFC822`, `RFC822.HEADER` and `RFC822.TEXT` data is always a literal
 //!   (Dovecot: `{n}`), even when empty. NUL bytes are sent as 0x80 so the length is
 //!   unchanged (Dovecot does the same). A section that does not exist (`BODY[9]`, or

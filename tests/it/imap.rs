@@ -986,3 +986,103 @@ AAECAwQ=\r\n\
     }
     server.stop().await;
 }
+
+/// A message that came with bare LFs is archived as it came and served over IMAP with CRLF,
+/// RFC822.SIZE and partial offsets counting what is sent; the CLI still hands back the bytes
+/// that were accepted.
+#[tokio::test]
+async fn bare_lf_mail_is_served_with_crlf_and_kept_as_it_came() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let eml = crate::support::fixtures().join("bare-lf.eml");
+    let original = std::fs::read(&eml).expect("fixture");
+    assert!(original.contains(&b'\n') && !original.contains(&b'\r'));
+    let crlf: Vec<u8> = String::from_utf8(original.clone())
+        .expect("text")
+        .replace('\n', "\r\n")
+        .into_bytes();
+    let out = crate::support::mailjournal(&["ingest", eml.to_str().expect("path")], dir.path());
+    assert!(out.status.success(), "{out:?}");
+
+    let server = Server::start(&server_settings(dir.path()), Arc::new(SystemClock))
+        .await
+        .expect("server starts");
+    let archive = server.archive().expect("archive");
+    archive
+        .put_account(&crate::support::account(
+            "auditor",
+            PASSWORD,
+            Role::Auditor,
+            None,
+        ))
+        .expect("account");
+    let mut s = login(&server).await;
+    s.examine("INBOX").await.expect("examine");
+    let size_only = answers(s.fetch("1", "RFC822.SIZE").await).await;
+    assert_eq!(size_only[0].size, Some(crlf.len() as u32));
+    let got = answers(
+        s.fetch("1", "(RFC822.SIZE BODY.PEEK[] BODY.PEEK[TEXT])")
+            .await,
+    )
+    .await;
+    let body = got[0].body().expect("BODY[]");
+    assert_eq!(
+        String::from_utf8_lossy(body),
+        String::from_utf8_lossy(&crlf),
+        "every line ends with CRLF"
+    );
+    assert_eq!(
+        got[0].size,
+        Some(body.len() as u32),
+        "RFC822.SIZE counts it"
+    );
+    let text = got[0].text().expect("BODY[TEXT]");
+    assert!(crlf.ends_with(text) && text.ends_with(b"\r\n"), "{text:?}");
+    let larger = s
+        .search(format!("LARGER {}", original.len()))
+        .await
+        .expect("search");
+    assert_eq!(larger.len(), 1, "SEARCH LARGER compares the size served");
+    s.logout().await.expect("logout");
+
+    // A partial offset counts the CRLFs too.
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: a1 LOGIN auditor \"{PASSWORD}\"
+         S: a1 OK
+         C: a2 EXAMINE INBOX
+         S: * FLAGS
+         S: * 1 EXISTS
+         S: * 0 RECENT
+         S: * OK [UNSEEN 1]
+         S: * OK [UIDVALIDITY
+         S: * OK [UIDNEXT
+         S: * OK [PERMANENTFLAGS
+         S: a2 OK"
+    ))
+    .await;
+    c.writer
+        .write_all(b"a3 FETCH 1 (BODY.PEEK[]<10.40>)\r\n")
+        .await
+        .expect("write");
+    let mut want = b"* 1 FETCH (BODY[]<10> {40}\r\n".to_vec();
+    want.extend_from_slice(&crlf[10..50]);
+    want.extend_from_slice(b")\r\n");
+    let mut got = vec![0u8; want.len()];
+    tokio::io::AsyncReadExt::read_exact(&mut c.reader, &mut got)
+        .await
+        .expect("read");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
+    c.expect("a3 OK").await;
+    server.stop().await;
+
+    // The archive still holds, and hands back, the bytes it accepted.
+    let shown = crate::support::mailjournal(&["show", "1"], dir.path());
+    assert!(shown.status.success(), "{shown:?}");
+    assert_eq!(
+        shown.stdout, original,
+        "show gives the original bare-LF bytes"
+    );
+}
