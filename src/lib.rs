@@ -11,6 +11,7 @@ pub mod auth;
 pub mod classify;
 pub mod clock;
 pub mod config;
+pub mod crlf;
 pub mod directory;
 pub mod http;
 pub mod imap;

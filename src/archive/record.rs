@@ -96,6 +96,11 @@ pub struct Meta {
     /// Why it is junk (e.g. `X-Spam-Flag`), when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub junk: Option<String>,
+    /// Its size with every bare LF as CRLF, as IMAP serves it (see `crate::crlf`); only for
+    /// messages with bare LFs. Records written before this field have none: for those with
+    /// the `bare-lf` flag the size is counted from the bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crlf_size: Option<u64>,
 }
 
 impl Meta {
@@ -116,6 +121,7 @@ impl Meta {
             attachments: 0,
             flags: Vec::new(),
             junk: None,
+            crlf_size: None,
         }
     }
 }
@@ -192,9 +198,33 @@ pub struct Location {
     pub stored_size: u64,
     /// When the gateway received it (Unix seconds): IMAP's INTERNALDATE.
     pub received_at: i64,
+    /// See [`Meta::crlf_size`].
+    #[serde(default)]
+    pub crlf_size: Option<u64>,
+    /// Only whether it has bare LFs matters here.
+    #[serde(default)]
+    pub flags: Vec<Flag>,
+}
+
+impl Location {
+    /// The size IMAP serves (bare LFs as CRLF); `None` when only the bytes can tell (a
+    /// bare-LF message recorded before sizes were kept).
+    pub fn served_size(&self) -> Option<u64> {
+        match self.crlf_size {
+            Some(n) => Some(n),
+            None if self.flags.contains(&Flag::BareLf) => None,
+            None => Some(self.size),
+        }
+    }
 }
 
 impl Record {
+    /// The size IMAP serves (see [`Location::served_size`]); the archived size when only
+    /// the bytes could tell.
+    pub fn served_size(&self) -> u64 {
+        self.meta.crlf_size.unwrap_or(self.size)
+    }
+
     pub fn location(&self) -> Location {
         Location {
             uid: self.uid,
@@ -204,6 +234,8 @@ impl Record {
             size: self.size,
             stored_size: self.stored_size,
             received_at: self.meta.received_at,
+            crlf_size: self.meta.crlf_size,
+            flags: self.meta.flags.clone(),
         }
     }
 }

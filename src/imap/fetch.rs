@@ -6,10 +6,10 @@
 //! The output follows what Dovecot sends for the same message (RFC 3501 §6.4.5 / §7.4.2,
 //! RFC 3516 for BINARY), with these conventions:
 //!
-//! * Message bytes are served exactly as archived (no LF → CRLF conversion), so every size
-//!   (`RFC822.SIZE`, BODYSTRUCTURE sizes, literal lengths) counts the archived bytes. For
-//!   CRLF messages this is what Dovecot reports; for bare-LF messages Dovecot would convert
-//!   and count CRLFs instead.
+//! * Message bytes are served as archived except that a bare LF goes out as CRLF (IMAP wants
+//!   CRLF; the archive keeps the bytes it accepted, see `crate::crlf`). The session converts
+//!   before these functions run, so every size (`RFC822.SIZE`, BODYSTRUCTURE sizes and line
+//!   counts, literal lengths, partial offsets) counts the bytes sent, as Dovecot's do.
 //! * `BODY[...]`, `RFC822`, `RFC822.HEADER` and `RFC822.TEXT` data is always a literal
 //!   (Dovecot: `{n}`), even when empty. NUL bytes are sent as 0x80 so the length is
 //!   unchanged (Dovecot does the same). A section that does not exist (`BODY[9]`, or
@@ -26,7 +26,9 @@
 //! * `BINARY[n]` decodes base64 and quoted-printable leniently (stray characters are
 //!   skipped, broken `=` sequences kept), and is a literal8 (`~{n}`) only when the decoded
 //!   data holds NUL, like Dovecot. An unknown transfer encoding is [`Error::UnknownCte`].
-//!   `BINARY[]` (whole message) is the message as archived.
+//!   `BINARY[]` (whole message) is the message as archived. A partial `BINARY[n]<o.c>` is
+//!   answered `BINARY[n]<o>` (RFC 3516); imap-types has no field for the origin, so
+//!   [`encode_fetch`] writes such responses.
 //! * ENVELOPE strings are the header values as they appear (RFC 2047 words not decoded),
 //!   unfolded; subjects and display names have their white space collapsed (Dovecot's
 //!   "for humans" form). Sender and Reply-To default to From. The last occurrence of a field
@@ -44,7 +46,6 @@
 //!
 //! * A Content-Type that cannot be parsed is treated as absent (text/plain, as RFC 2045
 //!   says) rather than written as `"" ""`.
-//! * `BINARY[n]<o.c>` is answered without the `<o>` origin: imap-types has no field for it.
 //! * `BINARY[]` and `BINARY` of a multipart are not re-encoded part by part.
 //! * An entity whose first line is neither a header field nor blank has no header (Dovecot
 //!   would take its lines up to the first blank line as a broken header).
@@ -62,6 +63,7 @@ use std::num::NonZeroU32;
 
 use imap_codec::ResponseCodec;
 use imap_codec::decode::Decoder;
+use imap_codec::encode::Encoder;
 use imap_next::imap_types::ToStatic;
 use imap_next::imap_types::body::{
     BasicFields, Body, BodyStructure, Disposition, Language, Location, MultiPartExtensionData,
@@ -233,6 +235,71 @@ pub fn fetch_items(
         out.push(value);
     }
     Ok(out)
+}
+
+/// Whether any of `items` is a partial BINARY (`BINARY[1]<0.7>`), whose answer must name its
+/// origin (`BINARY[1]<0>`, RFC 3516 § 4.2): imap-types has no field for it, so such a FETCH
+/// response is encoded by [`encode_fetch`].
+pub fn has_partial_binary(items: &[MessageDataItemName<'_>]) -> bool {
+    items.iter().any(|i| {
+        matches!(
+            i,
+            MessageDataItemName::Binary {
+                partial: Some(_),
+                ..
+            }
+        )
+    })
+}
+
+/// The untagged FETCH response for `items` (answers to `requested`), as it goes on the wire,
+/// with each partial BINARY item written `BINARY[section]<origin>` followed by its data (a
+/// literal8 `~{n}` when the data holds NUL). Each item is encoded by imap-codec on its own,
+/// so an origin is put after the item's own section, never into message data.
+pub fn encode_fetch(
+    seq: NonZeroU32,
+    items: Vec1<MessageDataItem<'static>>,
+    requested: &[MessageDataItemName<'_>],
+) -> Vec<u8> {
+    // The k-th BINARY answer answers the k-th BINARY item asked for (fetch_items answers
+    // every BINARY item in order, or fails the message).
+    let mut origins = requested.iter().filter_map(|i| match i {
+        MessageDataItemName::Binary { partial, .. } => Some(partial.map(|(origin, _)| origin)),
+        _ => None,
+    });
+    let codec = ResponseCodec::default();
+    let head = format!("* {seq} FETCH (").into_bytes();
+    let mut out = head.clone();
+    for (n, item) in items.into_iter().enumerate() {
+        let origin = match item {
+            MessageDataItem::Binary { .. } => origins.next().flatten(),
+            _ => None,
+        };
+        let one = Response::Data(Data::Fetch {
+            seq,
+            items: Vec1::from(item),
+        });
+        let encoded = codec.encode(&one).dump();
+        let body = encoded
+            .strip_prefix(head.as_slice())
+            .and_then(|b| b.strip_suffix(b")\r\n"))
+            .unwrap_or_default();
+        if n > 0 {
+            out.push(b' ');
+        }
+        // `BINARY[1.2]`: the section holds no `]`, so the first one closes it.
+        match (origin, memchr::memchr(b']', body)) {
+            (Some(origin), Some(close)) => {
+                let (name, value) = body.split_at(close + 1);
+                out.extend_from_slice(name);
+                out.extend_from_slice(format!("<{origin}>").as_bytes());
+                out.extend_from_slice(value);
+            }
+            _ => out.extend_from_slice(body),
+        }
+    }
+    out.extend_from_slice(b")\r\n");
+    out
 }
 
 fn raw_of(src: &FetchSource) -> Result<&[u8], Error> {
@@ -1961,11 +2028,18 @@ mod tests {
     /// The untagged FETCH response for `items` of message `raw`, as sent on the wire.
     fn wire(raw: &[u8], items: &str) -> Vec<u8> {
         let out = fetch_raw(Some(raw), items).unwrap_or_else(|e| panic!("{items}: {e}"));
-        let response = Response::Data(Data::Fetch {
-            seq: NonZeroU32::MIN,
-            items: Vec1::try_from(out).expect("at least one item"),
-        });
-        ResponseCodec::default().encode(&response).dump()
+        let out = Vec1::try_from(out).expect("at least one item");
+        let plain = ResponseCodec::default()
+            .encode(&Response::Data(Data::Fetch {
+                seq: NonZeroU32::MIN,
+                items: out.clone(),
+            }))
+            .dump();
+        let ours = encode_fetch(NonZeroU32::MIN, out, &names(items));
+        if !has_partial_binary(&names(items)) {
+            assert_eq!(ours, plain, "item by item, the same bytes");
+        }
+        ours
     }
 
     fn cat(parts: &[&[u8]]) -> Vec<u8> {
@@ -2424,7 +2498,23 @@ mod tests {
                 MIXED.to_vec(),
                 "(BINARY[2] BINARY.SIZE[2] BINARY[4] BINARY.PEEK[2]<4.4>)",
                 b"* 1 FETCH (BINARY[2] ~{15}\r\n%PDF-1.4\n%\xc7\xec\0\x01\x02 BINARY.SIZE[2] 15 \
-                  BINARY[4] {0}\r\n BINARY[2] {4}\r\n-1.4)\r\n"
+                  BINARY[4] {0}\r\n BINARY[2]<4> {4}\r\n-1.4)\r\n"
+                    .to_vec(),
+            ),
+            (
+                "partial BINARY names its origin; literal8 only when the range holds NUL",
+                MIXED.to_vec(),
+                "(BINARY.PEEK[2]<0.7> BINARY.PEEK[2]<10.4> UID BINARY.PEEK[2]<99.4>)",
+                b"* 1 FETCH (BINARY[2]<0> {7}\r\n%PDF-1. BINARY[2]<10> ~{4}\r\n\xc7\xec\0\x01 \
+                  UID 7 BINARY[2]<99> {0}\r\n)\r\n"
+                    .to_vec(),
+            ),
+            (
+                "partial BINARY of quoted-printable counts decoded bytes",
+                ALTERNATIVE.to_vec(),
+                "(BINARY.PEEK[1]<0.7> BINARY.PEEK[1]<3.5> BINARY.PEEK[1])",
+                b"* 1 FETCH (BINARY[1]<0> {7}\r\nCaf\xc3\xa9 a BINARY[1]<3> {5}\r\n\xc3\xa9 au \
+                  BINARY[1] {13}\r\nCaf\xc3\xa9 au lait)\r\n"
                     .to_vec(),
             ),
             // -- Dovecot's own test message --

@@ -79,6 +79,11 @@ impl Job {
         }
     }
 
+    /// The data items asked for.
+    pub fn items(&self) -> &[MessageDataItemName<'static>] {
+        &self.items
+    }
+
     /// Whether answering needs more than the session's own state (UID and FLAGS).
     pub fn needs_archive(&self) -> bool {
         !self
@@ -103,8 +108,8 @@ impl Job {
     /// Builds the answers for `part`. Messages that cannot be read are left out (and
     /// logged); the rest of the answer goes on.
     pub fn load(&self, part: Vec<Located>) -> Batch {
-        let needs_raw = self.needs_raw;
         let wants_flags = self.items.contains(&MessageDataItemName::Flags);
+        let wants_size = self.items.contains(&MessageDataItemName::Rfc822Size);
         let mut batch = Batch {
             answers: Vec::with_capacity(part.len()),
             unknown_cte: false,
@@ -113,9 +118,14 @@ impl Job {
             let (Some(planned), Some(loc)) = (self.plan.get(index), loc) else {
                 continue;
             };
+            // RFC822.SIZE alone needs the bytes only for a bare-LF message recorded before
+            // served sizes were kept.
+            let needs_raw = self.needs_raw || (wants_size && loc.served_size().is_none());
             let raw = if needs_raw {
                 match self.archive.raw_at(&loc) {
-                    Ok(raw) => Some(raw),
+                    // IMAP wants CRLF: bare LFs go out as CRLF (the archive keeps them), and
+                    // every size and offset below counts what is sent.
+                    Ok(raw) => Some(crate::crlf::to_crlf(raw)),
                     Err(e) => {
                         tracing::error!(uid = loc.uid, error = %e, "cannot read a message for FETCH");
                         continue;
@@ -127,7 +137,11 @@ impl Job {
             let src = fetch::FetchSource {
                 uid: loc.uid,
                 received_at: loc.received_at,
-                size: loc.size,
+                size: raw
+                    .as_ref()
+                    .map(|r| r.len() as u64)
+                    .or(loc.served_size())
+                    .unwrap_or(loc.size),
                 raw,
                 flags: flag_fetch(planned.bits),
             };

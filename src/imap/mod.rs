@@ -1,6 +1,7 @@
 //! The IMAP view of the archive: read-only virtual folders any IMAP client can read.
 //! Every `imap_types` use stays inside this module.
 
+pub mod acl;
 pub mod fetch;
 mod loader;
 pub mod mailbox;

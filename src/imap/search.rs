@@ -26,7 +26,7 @@
 //!   SENTBEFORE and SENTON the `Date:` header (`meta.date`), by calendar day in UTC (the
 //!   server's time zone for RFC 3501's purposes). The record keeps the `Date:` header as an
 //!   instant, so a message sent at 00:30 +01:00 counts as sent the day before.
-//! * LARGER and SMALLER compare RFC822.SIZE (`record.size`).
+//! * LARGER and SMALLER compare RFC822.SIZE (the size served, bare LFs counted as CRLF).
 //! * Keys of IMAP extensions this server does not build in (WITHIN's OLDER/YOUNGER,
 //!   CONDSTORE's MODSEQ; none is compiled into imap-types today) match nothing, so the
 //!   capabilities must not be advertised.
@@ -465,8 +465,8 @@ impl<'e, 'a> Eval<'e, 'a> {
             SearchKey::SentSince(d) => matches!(compare_day(meta.date, d), Some(Equal | Greater)),
             SearchKey::SentBefore(d) => compare_day(meta.date, d) == Some(Less),
             SearchKey::SentOn(d) => compare_day(meta.date, d) == Some(Equal),
-            SearchKey::Larger(n) => record.size > u64::from(*n),
-            SearchKey::Smaller(n) => record.size < u64::from(*n),
+            SearchKey::Larger(n) => record.served_size() > u64::from(*n),
+            SearchKey::Smaller(n) => record.served_size() < u64::from(*n),
             // Keys of extensions not compiled in today (see the module documentation).
             #[allow(unreachable_patterns)]
             _ => false,

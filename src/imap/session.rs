@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::loader::{self, flag_fetch};
-use super::{fetch, mailbox, search};
+use super::{acl, fetch, mailbox, search};
 use crate::access::Access;
 use crate::archive::{Account, Archive, FLAG_FLAGGED, FLAG_SEEN, FolderQuery};
 use crate::auth::{self, Login, Logins};
@@ -263,6 +263,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         caps.push(Capability::Id);
         caps.push(Capability::LiteralPlus);
+        // RFC 4314: what an account may do in each folder (MYRIGHTS), so that clients
+        // grey out Delete and Move.
+        for name in ["ACL".to_owned(), format!("RIGHTS={}", acl::EXTRA_RIGHTS)] {
+            if let Ok(atom) = imap_next::imap_types::core::Atom::try_from(name) {
+                caps.push(Capability::from(atom));
+            }
+        }
         caps
     }
 
@@ -298,7 +305,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     }
                     None => break,
                 },
-                Err(Interrupt::Error(e)) => self.on_protocol_error(e),
+                Err(Interrupt::Error(e)) => {
+                    if self.on_protocol_error(e).await.is_err() {
+                        break;
+                    }
+                }
             }
         }
         let _ = self.conn.shutdown().await;
@@ -422,7 +433,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.server.enqueue_status(status)
     }
 
-    fn on_protocol_error(&mut self, e: ServerError) {
+    /// Input imap-codec could not parse: an ACL command (imap-codec has none), or a BAD.
+    /// `Err`: the connection failed.
+    async fn on_protocol_error(&mut self, e: ServerError) -> std::io::Result<()> {
         match e {
             ServerError::LiteralTooLong { .. } => {
                 // imap-next has already answered.
@@ -432,14 +445,83 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.status(status_bad(tag, "Lines must end with CRLF"));
             }
             ServerError::MalformedMessage { discarded_bytes } => {
-                let tag = leading_tag(discarded_bytes.declassify());
-                self.status(status_bad(tag, "Unknown command or bad syntax"));
+                let bytes = discarded_bytes.declassify();
+                let tag = leading_tag(bytes);
+                // Only a command line (not the DONE of an IDLE, nor an AUTHENTICATE
+                // response) can be an ACL command.
+                let in_command = self.idle.is_none() && self.authenticate.is_none();
+                match (tag, acl::parse(bytes)) {
+                    (Some(tag), Ok(command)) if in_command => {
+                        return self.handle_acl(tag, command).await;
+                    }
+                    (Some(tag), Err(acl::Error::Syntax)) if in_command => {
+                        self.status(status_bad(Some(tag), "Invalid ACL command arguments"));
+                    }
+                    (tag, _) => {
+                        self.status(status_bad(tag, "Unknown command or bad syntax"));
+                    }
+                }
             }
             ServerError::CommandTooLong { discarded_bytes } => {
                 let tag = leading_tag(discarded_bytes.declassify());
                 self.status(status_bad(tag, "Command line too long"));
             }
         }
+        Ok(())
+    }
+
+    /// MYRIGHTS, GETACL, LISTRIGHTS, SETACL, DELETEACL (RFC 4314). The folder is found as
+    /// SELECT and STATUS find it: one the account cannot see does not exist. Every account
+    /// has `lrsw` in a folder it can open and `l` in one that only holds folders; nobody has
+    /// `a`, so reading or changing ACLs is refused, as a read-only Dovecot does.
+    async fn handle_acl(
+        &mut self,
+        tag: Tag<'static>,
+        command: acl::Command,
+    ) -> std::io::Result<()> {
+        if matches!(self.state, State::NotAuthenticated) {
+            self.status(status_bad(Some(tag), "Log in first"));
+            return Ok(());
+        }
+        let name = match crate::mutf7::decode(&String::from_utf8_lossy(command.mailbox())) {
+            Ok(name) => name,
+            Err(_) => {
+                self.status(status_no(tag, None, INVALID_NAME));
+                return Ok(());
+            }
+        };
+        let Some(folder) = mailbox::find(&name, self.view().await.folders) else {
+            let code = CodeOther::unvalidated(b"NONEXISTENT".as_slice());
+            self.status(status_no(tag, Some(Code::Other(code)), "No such folder"));
+            return Ok(());
+        };
+        match command {
+            acl::Command::MyRights { .. } => {
+                let rights = if folder.query.is_some() {
+                    acl::SELECTABLE
+                } else {
+                    acl::PARENT
+                };
+                // imap-next reports bad input only once everything enqueued before it is
+                // out (it sends before it reads), so this line goes out in order. Draining
+                // here could instead consume the next pipelined command.
+                let line = acl::myrights_line(&crate::mutf7::encode(&name), rights);
+                self.write(&line).await?;
+                self.status(status_ok(tag, None, "MYRIGHTS completed"));
+            }
+            acl::Command::GetAcl { .. }
+            | acl::Command::ListRights { .. }
+            | acl::Command::SetAcl { .. }
+            | acl::Command::DeleteAcl { .. } => {
+                let code = CodeOther::unvalidated(b"NOPERM".as_slice());
+                self.status(status_no(
+                    tag,
+                    Some(Code::Other(code)),
+                    "Access rights are fixed by the administrator (MYRIGHTS tells yours)",
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn on_event(&mut self, event: Event) -> Flow {
@@ -1197,12 +1279,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Answers from the archive, batches loading while earlier ones are written. `None`:
     /// the connection failed; else whether a BINARY part had an unknown transfer encoding.
     async fn send_loaded(&mut self, job: loader::Job) -> Option<bool> {
+        // A partial BINARY answer names its origin, which imap-types cannot say: such
+        // responses are encoded here and written as they are. Nothing of imap-next's is
+        // queued meanwhile (it sends everything before it hands over a command), so they
+        // go out in order.
+        let requested = fetch::has_partial_binary(job.items()).then(|| job.items().to_vec());
         let mut pipeline = loader::Pipeline::new(job);
         let mut unknown_cte = false;
         while let Some(batch) = pipeline.next_batch().await {
             unknown_cte |= batch.unknown_cte;
             for (seq, items) in batch.answers {
-                self.send_data(Data::Fetch { seq, items }).await.ok()?;
+                match &requested {
+                    Some(requested) => {
+                        let bytes = fetch::encode_fetch(seq, items, requested);
+                        self.write(&bytes).await.ok()?;
+                    }
+                    None => self.send_data(Data::Fetch { seq, items }).await.ok()?,
+                }
             }
         }
         Some(unknown_cte)

@@ -151,6 +151,7 @@ pub fn analyze(raw: &[u8], envelope: &Envelope, policy: &Policy) -> Result<Analy
 
     flags.extend(byte_flags(bytes));
     let mut meta = Meta::arrived(envelope.received_at);
+    meta.crlf_size = crate::crlf::converted_size(bytes);
     let mut body_offset = None;
     match message {
         None => flags.push(Flag::Unparsed),

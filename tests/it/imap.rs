@@ -706,3 +706,383 @@ async fn transcript_hostile_folder_names_and_patterns_get_answers_not_crashes() 
     .await;
     server.stop().await;
 }
+
+/// What each account may do, told the RFC 4314 way: `lrsw` where it can read (and keep its
+/// own `\Seen` and `\Flagged`, which last), `l` on folders that only hold folders, no folder
+/// it cannot see, and ACLs nobody may read or change over IMAP.
+#[tokio::test]
+async fn transcript_acl_rights_are_what_an_account_may_really_do() {
+    let (_dir, server) = server_with(&[PLAIN]).await;
+    let mut c = Raw::connect(&server).await;
+    c.writer
+        .write_all(b"a0 CAPABILITY\r\n")
+        .await
+        .expect("write");
+    let caps = c.expect("* CAPABILITY ").await;
+    assert!(
+        caps.contains(" ACL ") && caps.contains(" RIGHTS=texk"),
+        "{caps:?}"
+    );
+    c.play(&format!(
+        "S: a0 OK
+         C: a1 MYRIGHTS INBOX
+         S: a1 BAD
+         C: a2 LOGIN auditor \"{PASSWORD}\"
+         S: a2 OK [CAPABILITY"
+    ))
+    .await;
+    c.writer
+        .write_all(b"a3 CAPABILITY\r\n")
+        .await
+        .expect("write");
+    let caps = c.expect("* CAPABILITY ").await;
+    assert!(
+        caps.contains(" ACL ") && caps.contains(" RIGHTS=texk"),
+        "{caps:?}"
+    );
+    c.expect("a3 OK").await;
+
+    let exact = [
+        ("a4 MYRIGHTS INBOX", "* MYRIGHTS \"INBOX\" lrsw\r\n"),
+        ("a5 myrights \"inbox\"", "* MYRIGHTS \"inbox\" lrsw\r\n"),
+        ("a6 MYRIGHTS \"By month\"", "* MYRIGHTS \"By month\" l\r\n"),
+        (
+            "a7 MYRIGHTS \"By month/2026/11\"",
+            "* MYRIGHTS \"By month/2026/11\" lrsw\r\n",
+        ),
+        ("a8 MYRIGHTS Junk", "* MYRIGHTS \"Junk\" lrsw\r\n"),
+    ];
+    for (command, answer) in exact {
+        c.writer
+            .write_all(format!("{command}\r\n").as_bytes())
+            .await
+            .expect("write");
+        assert_eq!(c.line().await, answer, "{command}");
+        let tag = command.split(' ').next().unwrap_or_default();
+        c.expect(&format!("{tag} OK")).await;
+    }
+    c.play(
+        "C: b1 MYRIGHTS Nowhere
+         S: b1 NO [NONEXISTENT]
+         C: b2 MYRIGHTS \"By month/1999/01\"
+         S: b2 NO [NONEXISTENT]
+         C: b3 GETACL INBOX
+         S: b3 NO [NOPERM]
+         C: b4 GETACL Nowhere
+         S: b4 NO [NONEXISTENT]
+         C: b5 LISTRIGHTS INBOX auditor
+         S: b5 NO [NOPERM]
+         C: b6 SETACL INBOX anyone +lrswite
+         S: b6 NO [NOPERM]
+         C: b7 DELETEACL INBOX anyone
+         S: b7 NO [NOPERM]
+         C: b8 MYRIGHTS
+         S: b8 BAD
+         C: b9 MYRIGHTS INBOX Outbound
+         S: b9 BAD
+         C: b10 MYRIGHTS &Jjo
+         S: b10 NO
+         C: b11 FROBNICATE INBOX
+         S: b11 BAD",
+    )
+    .await;
+
+    // Pipelined after other commands, with a literal: answers stay in order.
+    c.writer
+        .write_all(b"c1 NOOP\r\nc2 MYRIGHTS {8+}\r\nOutbound\r\nc3 NOOP\r\n")
+        .await
+        .expect("write");
+    c.expect("c1 OK").await;
+    assert_eq!(c.line().await, "* MYRIGHTS \"Outbound\" lrsw\r\n");
+    c.expect("c2 OK").await;
+    c.expect("c3 OK").await;
+    c.writer
+        .write_all(b"c4 MYRIGHTS {5}\r\n")
+        .await
+        .expect("write");
+    c.expect("+ ").await;
+    c.writer.write_all(b"INBOX\r\n").await.expect("write");
+    assert_eq!(c.line().await, "* MYRIGHTS \"INBOX\" lrsw\r\n");
+    c.expect("c4 OK").await;
+
+    // `s` and `w` are real: \Seen and \Flagged are the account's own and stay.
+    c.play(
+        "C: d1 SELECT INBOX
+         S: * FLAGS
+         S: * 1 EXISTS
+         S: * 0 RECENT
+         S: * OK [UNSEEN 1]
+         S: * OK [UIDVALIDITY
+         S: * OK [UIDNEXT
+         S: * OK [PERMANENTFLAGS (\\Seen \\Flagged)]
+         S: d1 OK [READ-WRITE]
+         C: d2 MYRIGHTS INBOX
+         S: * MYRIGHTS \"INBOX\" lrsw
+         S: d2 OK
+         C: d3 STORE 1 +FLAGS (\\Seen \\Flagged)
+         S: * 1 FETCH (FLAGS (\\Seen \\Flagged))
+         S: d3 OK
+         C: d4 STORE 1 +FLAGS (\\Deleted)
+         S: d4 NO [CANNOT]
+         C: d5 LOGOUT
+         S: * BYE
+         S: d5 OK",
+    )
+    .await;
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: e1 LOGIN auditor \"{PASSWORD}\"
+         S: e1 OK
+         C: e2 EXAMINE INBOX
+         S: * FLAGS
+         S: * 1 EXISTS
+         S: * 0 RECENT
+         S: * OK [UIDVALIDITY
+         S: * OK [UIDNEXT
+         S: * OK [PERMANENTFLAGS ()]
+         S: e2 OK [READ-ONLY]
+         C: e3 FETCH 1 (FLAGS)
+         S: * 1 FETCH (FLAGS (\\Seen \\Flagged))
+         S: e3 OK
+         C: e4 LOGOUT
+         S: * BYE
+         S: e4 OK"
+    ))
+    .await;
+    server.stop().await;
+}
+
+/// A salesperson's rights: `lrsw` in her own folders, and other people's folders and Junk
+/// do not exist for her, for MYRIGHTS as for SELECT.
+#[tokio::test]
+async fn transcript_acl_a_salesperson_has_rights_only_where_she_may_read() {
+    const TO_ALICE: &[u8] = b"From: Marta <marta@fabrikam.com>\r\nTo: alice@contoso.com\r\nSubject: for alice\r\nMessage-ID: <myrights-1@fabrikam.com>\r\n\r\nalice only\r\n";
+    const FROM_BOB: &[u8] = b"From: bob@contoso.com\r\nTo: buyer@fabrikam.com\r\nSubject: from bob\r\nMessage-ID: <myrights-2@contoso.com>\r\n\r\nbob only\r\n";
+    let (_dir, server) = server_with(&[TO_ALICE, FROM_BOB]).await;
+    let archive = server.archive().expect("archive");
+    let directory = crate::log::directory_fixture();
+    archive
+        .put_directory(directory.salespeople(), directory.contacts())
+        .expect("directory");
+    let alice = crate::support::account("alice", PASSWORD, Role::Salesperson, Some("AS"));
+    archive.put_account(&alice).expect("account");
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: a1 LOGIN alice \"{PASSWORD}\"
+         S: a1 OK
+         C: a2 MYRIGHTS INBOX
+         S: * MYRIGHTS \"INBOX\" lrsw
+         S: a2 OK
+         C: a3 MYRIGHTS \"Salespeople/Alice Seller\"
+         S: * MYRIGHTS \"Salespeople/Alice Seller\" lrsw
+         S: a3 OK
+         C: a4 MYRIGHTS \"Contacts/Fabrikam/Marta Buyer\"
+         S: * MYRIGHTS \"Contacts/Fabrikam/Marta Buyer\" lrsw
+         S: a4 OK
+         C: a5 MYRIGHTS Contacts
+         S: * MYRIGHTS \"Contacts\" l
+         S: a5 OK
+         C: a6 MYRIGHTS \"Contacts/Fabrikam/Buyer\"
+         S: a6 NO [NONEXISTENT]
+         C: a7 MYRIGHTS \"Salespeople/Bob Manager\"
+         S: a7 NO [NONEXISTENT]
+         C: a8 MYRIGHTS Junk
+         S: a8 NO [NONEXISTENT]
+         C: a9 GETACL INBOX
+         S: a9 NO [NOPERM]
+         C: a10 GETACL Junk
+         S: a10 NO [NONEXISTENT]
+         C: a11 LOGOUT
+         S: * BYE
+         S: a11 OK"
+    ))
+    .await;
+    server.stop().await;
+}
+
+/// RFC 3516: a partial BINARY answer names its origin, `BINARY[1]<0>`, for base64 and
+/// quoted-printable parts alike; data with NUL stays a literal8.
+#[tokio::test]
+async fn transcript_partial_binary_names_its_origin() {
+    const PARTS: &[u8] = b"From: Marta <marta@fabrikam.com>\r\n\
+To: alice@contoso.com\r\n\
+Subject: parts\r\n\
+Message-ID: <binary-1@fabrikam.com>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\
+\r\n\
+--b\r\n\
+Content-Type: application/octet-stream\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+YWJjZGVmZ2hpams=\r\n\
+--b\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\
+\r\n\
+Caf=C3=A9 au lait\r\n\
+--b\r\n\
+Content-Type: application/octet-stream\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+AAECAwQ=\r\n\
+--b--\r\n";
+    let (_dir, server) = server_with(&[PARTS]).await;
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: a1 LOGIN auditor \"{PASSWORD}\"
+         S: a1 OK
+         C: a2 EXAMINE INBOX
+         S: * FLAGS
+         S: * 1 EXISTS
+         S: * 0 RECENT
+         S: * OK [UNSEEN 1]
+         S: * OK [UIDVALIDITY
+         S: * OK [UIDNEXT
+         S: * OK [PERMANENTFLAGS
+         S: a2 OK"
+    ))
+    .await;
+    let cases: [(&str, &[u8]); 4] = [
+        (
+            "b1 FETCH 1 (BINARY.PEEK[1]<0.7> BINARY.PEEK[1]<3.5>)",
+            b"* 1 FETCH (BINARY[1]<0> {7}\r\nabcdefg BINARY[1]<3> {5}\r\ndefgh)\r\n",
+        ),
+        (
+            "b2 UID FETCH 1 (BINARY.PEEK[2]<0.7> BINARY.PEEK[2]<3.5> BINARY.SIZE[2])",
+            b"* 1 FETCH (UID 1 BINARY[2]<0> {7}\r\nCaf\xc3\xa9 a BINARY[2]<3> {5}\r\n\xc3\xa9 au \
+              BINARY.SIZE[2] 13)\r\n",
+        ),
+        (
+            "b3 FETCH 1 (BINARY.PEEK[3]<1.3> BINARY.PEEK[3]<3.5>)",
+            b"* 1 FETCH (BINARY[3]<1> {3}\r\n\x01\x02\x03 BINARY[3]<3> {2}\r\n\x03\x04)\r\n",
+        ),
+        (
+            "b4 FETCH 1 (BINARY.PEEK[3]<0.2> BINARY.PEEK[1]<20.5> BINARY.PEEK[1])",
+            b"* 1 FETCH (BINARY[3]<0> ~{2}\r\n\x00\x01 BINARY[1]<20> {0}\r\n \
+              BINARY[1] {11}\r\nabcdefghijk)\r\n",
+        ),
+    ];
+    for (command, want) in cases {
+        c.writer
+            .write_all(format!("{command}\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut got = vec![0u8; want.len()];
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read_exact(&mut c.reader, &mut got),
+        )
+        .await
+        .expect("in time")
+        .expect("read");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(want),
+            "{command}"
+        );
+        let tag = command.split(' ').next().unwrap_or_default();
+        c.expect(&format!("{tag} OK")).await;
+    }
+    server.stop().await;
+}
+
+/// A message that came with bare LFs is archived as it came and served over IMAP with CRLF,
+/// RFC822.SIZE and partial offsets counting what is sent; the CLI still hands back the bytes
+/// that were accepted.
+#[tokio::test]
+async fn bare_lf_mail_is_served_with_crlf_and_kept_as_it_came() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let eml = crate::support::fixtures().join("bare-lf.eml");
+    let original = std::fs::read(&eml).expect("fixture");
+    assert!(original.contains(&b'\n') && !original.contains(&b'\r'));
+    let crlf: Vec<u8> = String::from_utf8(original.clone())
+        .expect("text")
+        .replace('\n', "\r\n")
+        .into_bytes();
+    let out = crate::support::mailjournal(&["ingest", eml.to_str().expect("path")], dir.path());
+    assert!(out.status.success(), "{out:?}");
+
+    let server = Server::start(&server_settings(dir.path()), Arc::new(SystemClock))
+        .await
+        .expect("server starts");
+    let archive = server.archive().expect("archive");
+    archive
+        .put_account(&crate::support::account(
+            "auditor",
+            PASSWORD,
+            Role::Auditor,
+            None,
+        ))
+        .expect("account");
+    let mut s = login(&server).await;
+    s.examine("INBOX").await.expect("examine");
+    let size_only = answers(s.fetch("1", "RFC822.SIZE").await).await;
+    assert_eq!(size_only[0].size, Some(crlf.len() as u32));
+    let got = answers(
+        s.fetch("1", "(RFC822.SIZE BODY.PEEK[] BODY.PEEK[TEXT])")
+            .await,
+    )
+    .await;
+    let body = got[0].body().expect("BODY[]");
+    assert_eq!(
+        String::from_utf8_lossy(body),
+        String::from_utf8_lossy(&crlf),
+        "every line ends with CRLF"
+    );
+    assert_eq!(
+        got[0].size,
+        Some(body.len() as u32),
+        "RFC822.SIZE counts it"
+    );
+    let text = got[0].text().expect("BODY[TEXT]");
+    assert!(crlf.ends_with(text) && text.ends_with(b"\r\n"), "{text:?}");
+    let larger = s
+        .search(format!("LARGER {}", original.len()))
+        .await
+        .expect("search");
+    assert_eq!(larger.len(), 1, "SEARCH LARGER compares the size served");
+    s.logout().await.expect("logout");
+
+    // A partial offset counts the CRLFs too.
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: a1 LOGIN auditor \"{PASSWORD}\"
+         S: a1 OK
+         C: a2 EXAMINE INBOX
+         S: * FLAGS
+         S: * 1 EXISTS
+         S: * 0 RECENT
+         S: * OK [UNSEEN 1]
+         S: * OK [UIDVALIDITY
+         S: * OK [UIDNEXT
+         S: * OK [PERMANENTFLAGS
+         S: a2 OK"
+    ))
+    .await;
+    c.writer
+        .write_all(b"a3 FETCH 1 (BODY.PEEK[]<10.40>)\r\n")
+        .await
+        .expect("write");
+    let mut want = b"* 1 FETCH (BODY[]<10> {40}\r\n".to_vec();
+    want.extend_from_slice(&crlf[10..50]);
+    want.extend_from_slice(b")\r\n");
+    let mut got = vec![0u8; want.len()];
+    tokio::io::AsyncReadExt::read_exact(&mut c.reader, &mut got)
+        .await
+        .expect("read");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
+    c.expect("a3 OK").await;
+    server.stop().await;
+
+    // The archive still holds, and hands back, the bytes it accepted.
+    let shown = crate::support::mailjournal(&["show", "1"], dir.path());
+    assert!(shown.status.success(), "{shown:?}");
+    assert_eq!(
+        shown.stdout, original,
+        "show gives the original bare-LF bytes"
+    );
+}

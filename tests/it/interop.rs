@@ -800,3 +800,140 @@ async fn mbsync_pulls_every_folder_byte_for_byte() {
     assert_eq!(again, files, "the second run pulled nothing:\n{output}");
     server.stop().await;
 }
+
+/// imaplib's `myrights` and `getacl` for one account: LOGIN, MYRIGHTS of each folder named
+/// (quoted), GETACL INBOX, LOGOUT. Prints one JSON object: the capabilities before login,
+/// and each reply as [status, [lines]].
+const ACL_SCRIPT: &str = r#"
+import imaplib, json, sys
+
+port, user, password, folders = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+
+def lines(data):
+    return [d.decode() if isinstance(d, bytes) else None for d in data]
+
+m = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+out = {"capabilities": list(m.capabilities), "myrights": {}}
+typ, data = m.login(user, password)
+if typ != "OK":
+    raise SystemExit(f"login: {typ} {data!r}")
+for f in folders:
+    typ, data = m.myrights('"' + f + '"')
+    out["myrights"][f] = [typ, lines(data)]
+typ, data = m.getacl("INBOX")
+out["getacl"] = [typ, lines(data)]
+m.logout()
+print(json.dumps(out))
+"#;
+
+/// Runs [`ACL_SCRIPT`] as `user`; its JSON.
+async fn imaplib_acl(server: &Server, user: &str, folders: &[&str]) -> Value {
+    let port = server.imap_addr.expect("imap").port();
+    let work = tempfile::tempdir().expect("tempdir");
+    let log = work.path().join("acl.out");
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c")
+        .arg(ACL_SCRIPT)
+        .arg(port.to_string())
+        .arg(user)
+        .arg(PASSWORD)
+        .args(folders);
+    let (status, output) =
+        tokio::task::spawn_blocking(move || run_bounded(cmd, Duration::from_secs(60), &log))
+            .await
+            .expect("join");
+    assert!(status.success(), "imaplib failed:\n{output}");
+    let json_line = output
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON from the script:\n{output}"));
+    serde_json::from_str(json_line).expect("JSON")
+}
+
+#[tokio::test]
+async fn python_imaplib_myrights_tell_admin_and_salesperson_what_they_may_do() {
+    const TO_ALICE: &str = "From: Marta <marta@fabrikam.com>\r\nTo: alice@contoso.com\r\nSubject: for alice\r\nMessage-ID: <py-acl-1@fabrikam.com>\r\n\r\nalice only\r\n";
+    const FROM_BOB: &str = "From: bob@contoso.com\r\nTo: buyer@fabrikam.com\r\nSubject: from bob\r\nMessage-ID: <py-acl-2@contoso.com>\r\n\r\nbob only\r\n";
+    let (_dir, server) = server_with(&[TO_ALICE.as_bytes(), FROM_BOB.as_bytes()]).await;
+    let archive = server.archive().expect("archive");
+    let directory = crate::log::directory_fixture();
+    archive
+        .put_directory(directory.salespeople(), directory.contacts())
+        .expect("directory");
+    for (name, role, code) in [
+        ("admin", mailjournal::archive::Role::Admin, None),
+        ("alice", mailjournal::archive::Role::Salesperson, Some("AS")),
+    ] {
+        archive
+            .put_account(&crate::support::account(name, PASSWORD, role, code))
+            .expect("account");
+    }
+    let folders = [
+        "INBOX",
+        "Junk",
+        "By month",
+        "Salespeople/Alice Seller",
+        "Contacts/Fabrikam/Buyer",
+        "Nowhere",
+    ];
+    let rights = |got: &Value, folder: &str| -> (String, Vec<String>) {
+        let reply = items(&got["myrights"][folder]);
+        let lines = items(&reply[1])
+            .iter()
+            .map(|l| as_str(l).to_owned())
+            .collect();
+        (as_str(&reply[0]).to_owned(), lines)
+    };
+
+    let admin = imaplib_acl(&server, "admin", &folders).await;
+    let caps: Vec<&str> = items(&admin["capabilities"]).iter().map(as_str).collect();
+    // imaplib upper-cases them.
+    assert!(
+        caps.contains(&"ACL") && caps.contains(&"RIGHTS=TEXK"),
+        "{caps:?}"
+    );
+    for folder in [
+        "INBOX",
+        "Junk",
+        "Salespeople/Alice Seller",
+        "Contacts/Fabrikam/Buyer",
+    ] {
+        assert_eq!(
+            rights(&admin, folder),
+            ("OK".to_owned(), vec![format!("\"{folder}\" lrsw")]),
+            "admin, {folder}"
+        );
+    }
+    assert_eq!(
+        rights(&admin, "By month"),
+        ("OK".to_owned(), vec!["\"By month\" l".to_owned()])
+    );
+    let (status, lines) = rights(&admin, "Nowhere");
+    assert_eq!(status, "NO");
+    assert!(lines[0].starts_with("[NONEXISTENT]"), "{lines:?}");
+    let getacl = items(&admin["getacl"]);
+    assert_eq!(as_str(&getacl[0]), "NO", "nobody may read ACLs: {getacl:?}");
+    assert!(as_str(&items(&getacl[1])[0]).starts_with("[NOPERM]"));
+
+    let alice = imaplib_acl(&server, "alice", &folders).await;
+    for folder in ["INBOX", "Salespeople/Alice Seller"] {
+        assert_eq!(
+            rights(&alice, folder),
+            ("OK".to_owned(), vec![format!("\"{folder}\" lrsw")]),
+            "alice, {folder}"
+        );
+    }
+    for folder in ["Junk", "Contacts/Fabrikam/Buyer", "Nowhere"] {
+        let (status, lines) = rights(&alice, folder);
+        assert_eq!(status, "NO", "alice, {folder}");
+        assert!(
+            lines[0].starts_with("[NONEXISTENT]"),
+            "alice, {folder}: {lines:?}"
+        );
+    }
+    let getacl = items(&alice["getacl"]);
+    assert_eq!(as_str(&getacl[0]), "NO");
+    assert!(as_str(&items(&getacl[1])[0]).starts_with("[NOPERM]"));
+    server.stop().await;
+}
