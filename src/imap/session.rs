@@ -983,7 +983,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         &'static str,
     > {
         let view = self.view().await;
-        let folder = mailbox::find(name, view.folders).ok_or("No such folder")?;
+        let folder = match mailbox::find(name, &view.folders) {
+            Some(folder) => folder,
+            None => {
+                // A person's folder under a path the directory has since renamed.
+                let archive = Arc::clone(&self.ctx.archive);
+                let (name, folders) = (name.to_owned(), view.folders);
+                tokio::task::spawn_blocking(move || {
+                    mailbox::find_renamed(&archive, &name, &folders)
+                })
+                .await
+                .ok()
+                .flatten()
+                .ok_or("No such folder")?
+            }
+        };
         let query = folder
             .query
             .clone()
