@@ -865,3 +865,79 @@ async fn a_renamed_contact_folder_keeps_opening_under_its_old_path() {
     s.logout().await.expect("logout");
     server.stop().await;
 }
+
+/// Issue 18: the time zone of an mbox `From ` line counts, wherever the writer put it; the
+/// line's date is the message's INTERNALDATE (and, without a `Date:` header, its date).
+#[tokio::test]
+async fn mbox_from_line_zones_make_the_internaldate() {
+    let src = tempfile::tempdir().expect("tempdir");
+    let mbox = "From a@fabrikam.com Sat Mar 24 23:00:00 2007 +0200\n\
+From: a@fabrikam.com\nTo: alice@contoso.com\nSubject: after the year\nMessage-ID: <tz1@f>\n\nx\n\n\
+From b@fabrikam.com Sat Mar 24 23:00:00 -0500 2007\n\
+From: b@fabrikam.com\nTo: alice@contoso.com\nSubject: before the year\nMessage-ID: <tz2@f>\n\nx\n\n\
+From c@fabrikam.com Sat Mar 24 23:00:00 2007\n\
+From: c@fabrikam.com\nTo: alice@contoso.com\nSubject: no zone\nMessage-ID: <tz3@f>\n\nx\n\n\
+From d@fabrikam.com Sat Mar 24 23:00:00 GMT 2007\n\
+From: d@fabrikam.com\nTo: alice@contoso.com\nSubject: named zone\nMessage-ID: <tz4@f>\n\nx\n";
+    let file = src.path().join("old.mbox");
+    std::fs::write(&file, mbox).expect("write");
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = crate::support::mailjournal(&["ingest", file.to_str().expect("utf-8")], data.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 2007-03-24T23:00:00Z
+    const UTC: i64 = 1_174_777_200;
+    let want = [
+        ("after the year", UTC - 2 * 3600, "2007-03-24T21:00:00Z"),
+        ("before the year", UTC + 5 * 3600, "2007-03-25T04:00:00Z"),
+        ("no zone", UTC, "2007-03-24T23:00:00Z"),
+        ("named zone", UTC, "2007-03-24T23:00:00Z"),
+    ];
+    let listed = crate::support::mailjournal(&["list", "--json"], data.path());
+    let dates: Vec<(String, String)> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            (
+                v["subject"].as_str().unwrap_or_default().to_owned(),
+                v["date"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let want_dates: Vec<(String, String)> = want
+        .iter()
+        .map(|(s, _, d)| ((*s).to_owned(), (*d).to_owned()))
+        .collect();
+    assert_eq!(dates, want_dates, "list --json");
+
+    let server = Server::start(
+        &crate::support::server_settings(data.path()),
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("server starts");
+    server
+        .archive()
+        .expect("archive")
+        .put_account(&crate::support::account(
+            "auditor",
+            PASSWORD,
+            Role::Auditor,
+            None,
+        ))
+        .expect("account");
+    let mut s = login(&server).await;
+    s.select("INBOX").await.expect("select");
+    let fetched = answers(s.fetch("1:*", "(INTERNALDATE)").await).await;
+    let got: Vec<Option<i64>> = fetched
+        .iter()
+        .map(|f| f.internal_date().map(|d| d.timestamp()))
+        .collect();
+    let want_internal: Vec<Option<i64>> = want.iter().map(|(_, t, _)| Some(*t)).collect();
+    assert_eq!(got, want_internal, "INTERNALDATE");
+    s.logout().await.expect("logout");
+    server.stop().await;
+}
