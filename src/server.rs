@@ -86,9 +86,7 @@ impl Server {
         let logging = Arc::new(LoggingSwitch::new(settings.logging));
         let metrics = Arc::new(crate::metrics::Metrics::default());
         // One gate for every password check (IMAP, SMTP AUTH, HTTP).
-        let logins = Arc::new(crate::auth::Logins::remembering(
-            settings.logins.remember,
-        ));
+        let logins = Arc::new(crate::auth::Logins::remembering(settings.logins.remember));
         let ctx = Arc::new(smtp::Context {
             settings: settings.smtp.clone(),
             max_message_size: settings.ingest.max_message_size,

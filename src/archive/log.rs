@@ -5,12 +5,12 @@ use redb::{MultimapTable, ReadableDatabase, ReadableTable, Table};
 use serde::{Deserialize, Serialize};
 
 use super::tables::{
-    CONTACTS, ENTRIES, ENTRIES_BY_CONTACT, ENTRIES_BY_SALESPERSON, ENTRY_PAIRS, META,
+    CONTACTS, ENTRIES, ENTRIES_BY_CONTACT, ENTRIES_BY_SALESPERSON, ENTRY_PAIRS, FOLDER_PATHS, META,
     META_NEXT_ENTRY, META_NEXT_OPPORTUNITY, OPPORTUNITIES, OPPORTUNITIES_BY_CONTACT, SALESPEOPLE,
 };
 use super::{Archive, Counter, Db, Error, Record, get_u64};
 use crate::classify::Direction;
-use crate::directory::{Contact, Salesperson};
+use crate::directory::{Contact, Directory, PersonId, Salesperson};
 
 /// One salesperson–contact exchange: a line of the interaction log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +130,24 @@ impl<'t> LogWriter<'t> {
     }
 }
 
+/// Every salesperson and contact in these tables.
+fn read_directory(
+    salespeople: &impl ReadableTable<&'static str, &'static [u8]>,
+    contacts: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<(Vec<Salesperson>, Vec<Contact>), Error> {
+    let mut people = Vec::new();
+    for e in salespeople.iter().db()? {
+        let (_, v) = e.db()?;
+        people.push(from_json(v.value(), "salesperson")?);
+    }
+    let mut firms = Vec::new();
+    for e in contacts.iter().db()? {
+        let (_, v) = e.db()?;
+        firms.push(from_json(v.value(), "contact")?);
+    }
+    Ok((people, firms))
+}
+
 fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(value).map_err(|e| Error::Corrupt {
         uid: 0,
@@ -147,6 +165,10 @@ fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T
 impl Archive {
     /// Adds or updates salespeople and contacts (by code and number). Nobody is removed:
     /// entries keep referring to the people they were made for.
+    ///
+    /// Every person's folder path before and after the change is recorded (see
+    /// [`Archive::folder_path_owner`]), in the same transaction: a folder a client has seen
+    /// keeps opening once the directory renamed it, and the IMAP view never writes.
     pub fn put_directory(
         &self,
         salespeople: &[Salesperson],
@@ -156,6 +178,8 @@ impl Archive {
         let txn = self.db.begin_write().db()?;
         {
             let mut s = txn.open_table(SALESPEOPLE).db()?;
+            let mut c = txn.open_table(CONTACTS).db()?;
+            let before = read_directory(&s, &c)?;
             for p in salespeople {
                 let old = s.insert(p.code.as_str(), to_json(p)?.as_slice()).db()?;
                 match old {
@@ -163,7 +187,6 @@ impl Archive {
                     None => counts.salespeople_added += 1,
                 }
             }
-            let mut c = txn.open_table(CONTACTS).db()?;
             for p in contacts {
                 let old = c.insert(p.number.as_str(), to_json(p)?.as_slice()).db()?;
                 match old {
@@ -171,25 +194,47 @@ impl Archive {
                     None => counts.contacts_added += 1,
                 }
             }
+            let after = read_directory(&s, &c)?;
+            // The paths of today's directory come last: a path that was someone's and is now
+            // someone else's belongs to its current owner.
+            let mut paths = txn.open_table(FOLDER_PATHS).db()?;
+            for (salespeople, contacts) in [before, after] {
+                let directory = Directory::new(salespeople, contacts);
+                for (id, path) in directory.folders() {
+                    let key = path.join("/");
+                    let owner = to_json(id)?;
+                    let known = paths
+                        .get(key.as_str())
+                        .db()?
+                        .is_some_and(|v| v.value() == owner.as_slice());
+                    if !known {
+                        paths.insert(key.as_str(), owner.as_slice()).db()?;
+                    }
+                }
+            }
         }
         txn.commit().db()?;
         Ok(counts)
     }
 
+    /// Whose folder `path` (a person's folder segments joined with `/`) is or last was,
+    /// among every path [`Archive::put_directory`] ever made current; `None` if it never was
+    /// a person's folder.
+    pub fn folder_path_owner(&self, path: &str) -> Result<Option<PersonId>, Error> {
+        let txn = self.db.begin_read().db()?;
+        let t = txn.open_table(FOLDER_PATHS).db()?;
+        let owner = t.get(path).db()?;
+        owner
+            .map(|v| from_json(v.value(), "folder path"))
+            .transpose()
+    }
+
     /// Every salesperson and contact.
     pub fn load_directory(&self) -> Result<(Vec<Salesperson>, Vec<Contact>), Error> {
         let txn = self.db.begin_read().db()?;
-        let mut salespeople = Vec::new();
-        for e in txn.open_table(SALESPEOPLE).db()?.iter().db()? {
-            let (_, v) = e.db()?;
-            salespeople.push(from_json(v.value(), "salesperson")?);
-        }
-        let mut contacts = Vec::new();
-        for e in txn.open_table(CONTACTS).db()?.iter().db()? {
-            let (_, v) = e.db()?;
-            contacts.push(from_json(v.value(), "contact")?);
-        }
-        Ok((salespeople, contacts))
+        let s = txn.open_table(SALESPEOPLE).db()?;
+        let c = txn.open_table(CONTACTS).db()?;
+        read_directory(&s, &c)
     }
 
     /// Makes the missing entries of every logged message from `pairs`; messages that match
@@ -380,5 +425,60 @@ impl LogWriter<'_> {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact(number: &str, name: &str, company: &str) -> Contact {
+        Contact {
+            number: number.into(),
+            name: name.into(),
+            company: company.into(),
+            emails: vec![format!("c{number}@example.net")],
+            log_email: true,
+        }
+    }
+
+    #[test]
+    fn every_folder_path_ever_current_is_kept_with_its_last_owner() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let archive = Archive::open(dir.path()).expect("open");
+        let owner = |path: &str| archive.folder_path_owner(path).expect("read");
+        let bob = Some(PersonId::Contact("1".into()));
+        let carol = Some(PersonId::Contact("2".into()));
+        let alice = Some(PersonId::Salesperson("AS".into()));
+        let seller = Salesperson {
+            code: "AS".into(),
+            name: "Alice Seller".into(),
+            email: "alice@contoso.com".into(),
+            alt_emails: Vec::new(),
+        };
+        archive
+            .put_directory(
+                std::slice::from_ref(&seller),
+                &[contact("1", "Bob Müller", "Example Net")],
+            )
+            .expect("import");
+        assert_eq!(owner("Contacts/Example Net/Bob Müller"), bob);
+        assert_eq!(owner("Salespeople/Alice Seller"), alice);
+        assert_eq!(owner("Contacts/Example Net"), None, "parents are no one's");
+
+        // A new company and spelling: both paths lead to Bob.
+        archive
+            .put_directory(&[], &[contact("1", "Bob Mueller", "Example Net GmbH")])
+            .expect("re-import");
+        assert_eq!(owner("Contacts/Example Net/Bob Müller"), bob);
+        assert_eq!(owner("Contacts/Example Net GmbH/Bob Mueller"), bob);
+
+        // Carol takes Bob's old path: it is hers now.
+        archive
+            .put_directory(&[], &[contact("2", "Bob Müller", "Example Net")])
+            .expect("import");
+        assert_eq!(owner("Contacts/Example Net/Bob Müller"), carol);
+        assert_eq!(owner("Contacts/Example Net GmbH/Bob Mueller"), bob);
+        assert_eq!(owner("Contacts/Nobody/Never"), None);
     }
 }

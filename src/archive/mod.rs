@@ -428,6 +428,7 @@ impl Archive {
         txn.open_table(USER_FLAGS).db()?;
         txn.open_table(SALESPEOPLE).db()?;
         txn.open_table(CONTACTS).db()?;
+        txn.open_table(FOLDER_PATHS).db()?;
         txn.open_table(ENTRIES).db()?;
         txn.open_table(ENTRY_PAIRS).db()?;
         txn.open_multimap_table(ENTRIES_BY_CONTACT).db()?;

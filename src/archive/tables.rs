@@ -67,5 +67,9 @@ pub const OPPORTUNITIES: TableDefinition<u64, &[u8]> = TableDefinition::new("opp
 /// contact number → opportunity numbers.
 pub const OPPORTUNITIES_BY_CONTACT: MultimapTableDefinition<&str, u64> =
     MultimapTableDefinition::new("opportunities_by_contact");
+/// folder path (a person's folder segments joined with `/`: `Contacts/Fabrikam/Marta Buyer`)
+/// → the person (JSON `PersonId`) whose folder it is or last was. Every path that was ever
+/// current is kept, so that a folder once shown keeps opening after the directory renamed it.
+pub const FOLDER_PATHS: TableDefinition<&str, &[u8]> = TableDefinition::new("folder_paths");
 pub const META_NEXT_ENTRY: &str = "next_entry";
 pub const META_NEXT_OPPORTUNITY: &str = "next_opportunity";

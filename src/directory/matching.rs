@@ -181,6 +181,20 @@ impl Directory {
         self.folders.get(id).map(Vec::as_slice)
     }
 
+    /// Every person's folder (see [`Directory::folder`]), by person.
+    pub fn folders(&self) -> impl Iterator<Item = (&PersonId, &[String])> {
+        self.folders.iter().map(|(id, path)| (id, path.as_slice()))
+    }
+
+    /// Whose folder `path` (segments joined with `/`, as IMAP names it) is today, if
+    /// anyone's.
+    pub fn folder_owner(&self, path: &str) -> Option<&PersonId> {
+        self.folders
+            .iter()
+            .find(|(_, segments)| path.split('/').eq(segments.iter().map(String::as_str)))
+            .map(|(id, _)| id)
+    }
+
     /// The salesperson–contact pairs of a message: one per salesperson and contact of whom one
     /// is the sender and the other a recipient (see [`counts_as_recipient`]), sorted by
     /// salesperson code, then contact number.

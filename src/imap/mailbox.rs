@@ -1,7 +1,8 @@
 //! The virtual folders: their names, what they hold, and LIST pattern matching.
 
-use crate::archive::FolderQuery;
+use crate::archive::{Archive, FolderQuery};
 use crate::classify::Direction;
+use crate::directory::{Directory, PersonId};
 
 /// The hierarchy delimiter.
 pub const DELIMITER: char = '/';
@@ -127,14 +128,41 @@ fn order(name: &str) -> (u8, &str) {
 }
 
 /// The folder a (case-sensitive, except INBOX) name refers to, among `all`.
-pub fn find(name: &str, all: Vec<Folder>) -> Option<Folder> {
+pub fn find(name: &str, all: &[Folder]) -> Option<Folder> {
     let name = if name.eq_ignore_ascii_case("INBOX") {
         "INBOX"
     } else {
         name
     };
     // Month folders exist for months with mail; an empty month's folder does not.
-    all.into_iter().find(|f| f.name == name)
+    all.iter().find(|f| f.name == name).cloned()
+}
+
+/// A person's folder under a path it had before the directory renamed it (a new company, a
+/// new spelling of the name): the person's folder of today among `all` (the account's
+/// folders), under the name asked for. Reads the archive (call it off the async threads);
+/// writes nothing.
+///
+/// `None` if `name` never was a person's folder, if it is today someone's folder (which the
+/// account was not shown: a path that is current never leads elsewhere), or if the person's
+/// folder is not among the account's: the same answer as for a folder that does not exist.
+pub fn find_renamed(archive: &Archive, name: &str, all: &[Folder]) -> Option<Folder> {
+    let (salespeople, contacts) = archive.load_directory().ok()?;
+    let directory = Directory::new(salespeople, contacts);
+    let owner = archive.folder_path_owner(name).ok()??;
+    let current = renamed_to(name, &directory, &owner)?;
+    let mut folder = find(&current, all)?;
+    folder.name = name.to_owned();
+    Some(folder)
+}
+
+/// The current path of `owner`'s folder, which `name` was once; `None` if `name` is today
+/// anyone's folder (or `owner` is no longer in the directory).
+fn renamed_to(name: &str, directory: &Directory, owner: &PersonId) -> Option<String> {
+    if directory.folder_owner(name).is_some() {
+        return None;
+    }
+    directory.folder(owner).map(|path| path.join("/"))
 }
 
 /// The longest LIST pattern (reference and pattern together, in characters) we match: far
@@ -271,18 +299,58 @@ mod tests {
         assert!(names.contains(&"By month/2026".to_owned()));
         assert!(!names.contains(&"Junk".to_owned()));
         assert_eq!(
-            find("By month/2026/11", all()).and_then(|f| f.query),
+            find("By month/2026/11", &all()).and_then(|f| f.query),
             Some(FolderQuery::Month {
                 year: 2026,
                 month: 11
             })
         );
-        assert!(find("By month/2026/10", all()).is_none());
-        assert!(find("inbox", all()).is_some());
-        assert!(find("By month", all()).is_some_and(|f| f.query.is_none()));
+        assert!(find("By month/2026/10", &all()).is_none());
+        assert!(find("inbox", &all()).is_some());
+        assert!(find("By month", &all()).is_some_and(|f| f.query.is_none()));
         assert_eq!(
-            find("Contacts/Fabrikam/Marta Buyer", all()).and_then(|f| f.query),
+            find("Contacts/Fabrikam/Marta Buyer", &all()).and_then(|f| f.query),
             Some(FolderQuery::Addresses(vec!["marta@fabrikam.com".into()]))
         );
+    }
+
+    #[test]
+    fn a_renamed_folder_leads_to_its_person_unless_its_path_is_someone_elses() {
+        use crate::directory::Contact;
+        let contact = |number: &str, name: &str, company: &str| Contact {
+            number: number.into(),
+            name: name.into(),
+            company: company.into(),
+            emails: vec![format!("c{number}@example.net")],
+            log_email: true,
+        };
+        let directory = Directory::new(
+            Vec::new(),
+            vec![
+                contact("1", "Bob Mueller", "Example Net GmbH"),
+                contact("2", "Carol", "Example Net"),
+            ],
+        );
+        let bob = PersonId::Contact("1".into());
+        let carol = PersonId::Contact("2".into());
+        assert_eq!(
+            renamed_to("Contacts/Example Net/Bob Müller", &directory, &bob).as_deref(),
+            Some("Contacts/Example Net GmbH/Bob Mueller")
+        );
+        // Carol's folder today is Carol's, whoever had the path before.
+        assert_eq!(
+            renamed_to("Contacts/Example Net/Carol", &directory, &bob),
+            None
+        );
+        // Someone no longer in the directory has no folder to lead to.
+        assert_eq!(
+            renamed_to(
+                "Contacts/Gone/Dan",
+                &directory,
+                &PersonId::Contact("9".into())
+            ),
+            None
+        );
+        assert!(renamed_to("Contacts/Example Net/Old Carol", &directory, &carol).is_some());
     }
 }

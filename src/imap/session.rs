@@ -490,7 +490,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return Ok(());
             }
         };
-        let Some(folder) = mailbox::find(&name, self.view().await.folders) else {
+        let folders = self.view().await.folders;
+        let Some(folder) = self.find_folder(&name, folders).await else {
             let code = CodeOther::unvalidated(b"NONEXISTENT".as_slice());
             self.status(status_no(tag, Some(Code::Other(code)), "No such folder"));
             return Ok(());
@@ -950,6 +951,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// The account's access and folders, computed afresh (see [`view_of`]) on the blocking
     /// pool: for an account that sees only some mail it reads every contact's folder.
+    /// The folder of this account's `folders` named `name`, or a person's folder under a
+    /// path the directory has since renamed.
+    async fn find_folder(
+        &self,
+        name: &str,
+        folders: Vec<mailbox::Folder>,
+    ) -> Option<mailbox::Folder> {
+        if let Some(folder) = mailbox::find(name, &folders) {
+            return Some(folder);
+        }
+        let archive = Arc::clone(&self.ctx.archive);
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || mailbox::find_renamed(&archive, &name, &folders))
+            .await
+            .ok()
+            .flatten()
+    }
+
     async fn view(&self) -> View {
         let archive = Arc::clone(&self.ctx.archive);
         let user = self.user().map(str::to_owned);
@@ -1065,7 +1084,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         &'static str,
     > {
         let view = self.view().await;
-        let folder = mailbox::find(name, view.folders).ok_or("No such folder")?;
+        let folder = self
+            .find_folder(name, view.folders)
+            .await
+            .ok_or("No such folder")?;
         let query = folder
             .query
             .clone()

@@ -798,11 +798,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ),
             Err(e) if e.is_disk_full() => {
                 tracing::error!(error = %e, "the archive's disk is full; answered 452");
-                Reply::new(
-                    452,
-                    "4.3.1",
-                    "Insufficient system storage, try again later",
-                )
+                Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
             }
             Err(e) => {
                 tracing::error!(error = %e, "storing a message failed; answered 451");

@@ -1001,7 +1001,13 @@ impl Tmpfs {
     fn mount(dir: &Path, size: &str, test: &str) -> Option<Self> {
         std::fs::create_dir_all(dir).expect("mount point");
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .output();
         match out {
@@ -1115,9 +1121,15 @@ fn a_full_disk_refuses_with_4xx_loses_no_acknowledged_message_and_recovers_when_
         "the disk never filled up after {n} messages\n{}",
         log_tail(&log)
     );
-    assert!(!acked.is_empty(), "nothing was accepted before the disk filled up");
     assert!(
-        exit.is_some() || refusals.iter().any(|r| r.code == 452 && r.text.starts_with("4.3.1")),
+        !acked.is_empty(),
+        "nothing was accepted before the disk filled up"
+    );
+    assert!(
+        exit.is_some()
+            || refusals
+                .iter()
+                .any(|r| r.code == 452 && r.text.starts_with("4.3.1")),
         "a full disk is told as such (452 4.3.1), got {refusals:?}\n{}",
         log_tail(&log)
     );

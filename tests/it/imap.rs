@@ -1086,3 +1086,238 @@ async fn bare_lf_mail_is_served_with_crlf_and_kept_as_it_came() {
         "show gives the original bare-LF bytes"
     );
 }
+
+/// `mailjournal directory import` against the running server (through its admin socket),
+/// with these CSV files written into `dir`.
+pub async fn import_directory(data_dir: &std::path::Path, salespeople: &str, contacts: &str) {
+    let files = data_dir.join("import");
+    std::fs::create_dir_all(&files).expect("mkdir");
+    let (s, c) = (files.join("salespeople.csv"), files.join("contacts.csv"));
+    std::fs::write(&s, salespeople).expect("write");
+    std::fs::write(&c, contacts).expect("write");
+    let data_dir = data_dir.to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        let (s, c) = (s.display().to_string(), c.display().to_string());
+        crate::support::mailjournal(
+            &["directory", "import", "--salespeople", &s, "--contacts", &c],
+            &data_dir,
+        )
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "directory import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub const RENAME_SALESPEOPLE: &str = "code,name,email\nAS,Alice Seller,alice@contoso.com\n\
+                                      BM,Bob Manager,bob@contoso.com\n";
+/// Bob Müller (mail with Alice) and Dan Dealer (mail with Bob Manager only), at Example Net.
+pub const RENAME_BEFORE: &str = "number,name,company,emails\n\
+                                 2001,Bob Müller,Example Net,bob.mueller@example.net\n\
+                                 2002,Dan Dealer,Example Net,dan@example.net\n";
+/// The company renamed, Bob's name spelt anew.
+pub const RENAME_AFTER: &str = "number,name,company,emails\n\
+                                2001,Bob Mueller,Example Net GmbH,bob.mueller@example.net\n\
+                                2002,Dan Dealer,Example Net GmbH,dan@example.net\n";
+pub const FROM_BOB_MUELLER: &[u8] = b"From: bob.mueller@example.net\r\nTo: alice@contoso.com\r\n\
+Subject: offer\r\nMessage-ID: <rename-1@example.net>\r\n\r\nthe offer\r\n";
+pub const TO_BOB_MUELLER: &[u8] = b"From: alice@contoso.com\r\nTo: bob.mueller@example.net\r\n\
+Subject: Re: offer\r\nMessage-ID: <rename-2@contoso.com>\r\n\r\nthanks\r\n";
+pub const FROM_DAN: &[u8] = b"From: dan@example.net\r\nTo: bob@contoso.com\r\n\
+Subject: dan's\r\nMessage-ID: <rename-3@example.net>\r\n\r\nfor bob\r\n";
+
+#[tokio::test]
+async fn a_renamed_contact_folder_keeps_opening_under_its_old_path() {
+    let (dir, server) = server_with(&[FROM_BOB_MUELLER, TO_BOB_MUELLER, FROM_DAN]).await;
+    import_directory(dir.path(), RENAME_SALESPEOPLE, RENAME_BEFORE).await;
+    // "Bob Müller": ü is U+00FC, "APw" in modified base64.
+    const OLD: &str = "Contacts/Example Net/Bob M&APw-ller";
+    const NEW: &str = "Contacts/Example Net GmbH/Bob Mueller";
+    const OLD_DAN: &str = "Contacts/Example Net/Dan Dealer";
+    let mut s = login(&server).await;
+    assert!(
+        folder_names(&mut s, "", "Contacts/*")
+            .await
+            .contains(&OLD.to_owned())
+    );
+    let before = s.examine(OLD).await.expect("examine");
+    assert_eq!(before.exists, 2);
+    let uids = |mut v: Vec<u32>| {
+        v.sort_unstable();
+        v
+    };
+    let before_uids = uids(
+        s.uid_search("ALL")
+            .await
+            .expect("search")
+            .into_iter()
+            .collect(),
+    );
+
+    import_directory(dir.path(), RENAME_SALESPEOPLE, RENAME_AFTER).await;
+    let names = folder_names(&mut s, "", "Contacts/*").await;
+    assert!(names.contains(&NEW.to_owned()), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("Contacts/Example Net/")),
+        "LIST shows only today's paths: {names:?}"
+    );
+    // The old path opens the same folder: same messages, UIDs and UIDVALIDITY.
+    for name in [OLD, NEW] {
+        let selected = s.select(name).await.expect("select");
+        assert_eq!(selected.exists, 2, "{name}");
+        assert_eq!(selected.uid_validity, before.uid_validity, "{name}");
+        assert_eq!(selected.uid_next, before.uid_next, "{name}");
+        let now = uids(
+            s.uid_search("ALL")
+                .await
+                .expect("search")
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(now, before_uids, "{name}");
+        let first = answers(s.uid_fetch(&now[0].to_string(), "BODY.PEEK[]").await).await;
+        assert_eq!(first[0].body(), Some(FROM_BOB_MUELLER), "{name}");
+        let status = s
+            .status(name, "(MESSAGES UIDVALIDITY UIDNEXT)")
+            .await
+            .expect("status");
+        assert_eq!(status.exists, 2, "{name}");
+        assert_eq!(status.uid_validity, before.uid_validity, "{name}");
+    }
+    assert_eq!(s.examine(OLD_DAN).await.expect("Dan's old path").exists, 1);
+    s.logout().await.expect("logout");
+
+    // Alice may read Bob Müller's mail, not Dan's: Dan's old path is as unknown to her as a
+    // folder that never was.
+    let alice = crate::support::account("alice", PASSWORD, Role::Salesperson, Some("AS"));
+    server
+        .archive()
+        .expect("archive")
+        .put_account(&alice)
+        .expect("account");
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: a1 LOGIN alice \"{PASSWORD}\"
+         S: a1 OK
+         C: a2 STATUS \"{OLD}\" (MESSAGES)
+         S: * STATUS \"{OLD}\" (MESSAGES 2)
+         S: a2 OK
+         C: a3 EXAMINE \"{OLD_DAN}\"
+         S: a3 NO No such folder
+         C: a4 STATUS \"{OLD_DAN}\" (MESSAGES)
+         S: a4 NO No such folder
+         C: a5 EXAMINE \"Contacts/Example Net/Nobody\"
+         S: a5 NO No such folder
+         C: a6 EXAMINE \"{OLD}\"
+         S: * FLAGS"
+    ))
+    .await;
+    drop(c);
+
+    // Dan takes Bob's old path: it is Dan's folder now, not an alias of Bob's.
+    let dan_there = RENAME_AFTER.replace(
+        "2002,Dan Dealer,Example Net GmbH",
+        "2002,Bob Müller,Example Net",
+    );
+    import_directory(dir.path(), RENAME_SALESPEOPLE, &dan_there).await;
+    let mut s = login(&server).await;
+    assert_eq!(
+        s.examine(OLD).await.expect("examine").exists,
+        1,
+        "Dan's mail"
+    );
+    assert_eq!(
+        s.examine(NEW).await.expect("examine").exists,
+        2,
+        "Bob's mail"
+    );
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: a1 LOGIN alice \"{PASSWORD}\"
+         S: a1 OK
+         C: a2 EXAMINE \"{OLD}\"
+         S: a2 NO No such folder"
+    ))
+    .await;
+    s.logout().await.expect("logout");
+    server.stop().await;
+}
+
+/// Issue 18: the time zone of an mbox `From ` line counts, wherever the writer put it; the
+/// line's date is the message's INTERNALDATE (and, without a `Date:` header, its date).
+#[tokio::test]
+async fn mbox_from_line_zones_make_the_internaldate() {
+    let src = tempfile::tempdir().expect("tempdir");
+    let mbox = "From a@fabrikam.com Sat Mar 24 23:00:00 2007 +0200\n\
+From: a@fabrikam.com\nTo: alice@contoso.com\nSubject: after the year\nMessage-ID: <tz1@f>\n\nx\n\n\
+From b@fabrikam.com Sat Mar 24 23:00:00 -0500 2007\n\
+From: b@fabrikam.com\nTo: alice@contoso.com\nSubject: before the year\nMessage-ID: <tz2@f>\n\nx\n\n\
+From c@fabrikam.com Sat Mar 24 23:00:00 2007\n\
+From: c@fabrikam.com\nTo: alice@contoso.com\nSubject: no zone\nMessage-ID: <tz3@f>\n\nx\n\n\
+From d@fabrikam.com Sat Mar 24 23:00:00 GMT 2007\n\
+From: d@fabrikam.com\nTo: alice@contoso.com\nSubject: named zone\nMessage-ID: <tz4@f>\n\nx\n";
+    let file = src.path().join("old.mbox");
+    std::fs::write(&file, mbox).expect("write");
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = crate::support::mailjournal(&["ingest", file.to_str().expect("utf-8")], data.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 2007-03-24T23:00:00Z
+    const UTC: i64 = 1_174_777_200;
+    let want = [
+        ("after the year", UTC - 2 * 3600, "2007-03-24T21:00:00Z"),
+        ("before the year", UTC + 5 * 3600, "2007-03-25T04:00:00Z"),
+        ("no zone", UTC, "2007-03-24T23:00:00Z"),
+        ("named zone", UTC, "2007-03-24T23:00:00Z"),
+    ];
+    let listed = crate::support::mailjournal(&["list", "--json"], data.path());
+    let dates: Vec<(String, String)> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            (
+                v["subject"].as_str().unwrap_or_default().to_owned(),
+                v["date"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let want_dates: Vec<(String, String)> = want
+        .iter()
+        .map(|(s, _, d)| ((*s).to_owned(), (*d).to_owned()))
+        .collect();
+    assert_eq!(dates, want_dates, "list --json");
+
+    let server = Server::start(
+        &crate::support::server_settings(data.path()),
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("server starts");
+    server
+        .archive()
+        .expect("archive")
+        .put_account(&crate::support::account(
+            "auditor",
+            PASSWORD,
+            Role::Auditor,
+            None,
+        ))
+        .expect("account");
+    let mut s = login(&server).await;
+    s.select("INBOX").await.expect("select");
+    let fetched = answers(s.fetch("1:*", "(INTERNALDATE)").await).await;
+    let got: Vec<Option<i64>> = fetched
+        .iter()
+        .map(|f| f.internal_date().map(|d| d.timestamp()))
+        .collect();
+    let want_internal: Vec<Option<i64>> = want.iter().map(|(_, t, _)| Some(*t)).collect();
+    assert_eq!(got, want_internal, "INTERNALDATE");
+    s.logout().await.expect("logout");
+    server.stop().await;
+}

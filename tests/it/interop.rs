@@ -675,33 +675,23 @@ fn message_files(maildir: &Path) -> Vec<PathBuf> {
     out
 }
 
-#[tokio::test]
-async fn mbsync_pulls_every_folder_byte_for_byte() {
-    let Some(version) = mbsync_version() else {
-        return;
-    };
-    let (_dir, server) = server().await;
-    let archived = archived(&server);
-    for a in archived.values() {
-        assert!(
-            !a.raw
-                .iter()
-                .enumerate()
-                .any(|(i, b)| *b == b'\n' && (i == 0 || a.raw[i - 1] != b'\r')),
-            "the originals are CRLF only, so undoing mbsync's LF conversion is exact"
-        );
-    }
+/// A `sync(round)` that runs `mbsync -a` (as `auditor`, every folder, pull only, Maildirs
+/// under `local`) against `server`, its configuration and logs in `work`.
+fn mbsync(
+    server: &Server,
+    version: (u32, u32),
+    work: &Path,
+    local: &Path,
+) -> impl Fn(u32) -> tokio::task::JoinHandle<(ExitStatus, String)> + use<> {
     let port = server.imap_addr.expect("imap").port();
-    let work = tempfile::tempdir().expect("tempdir");
-    let local = work.path().join("local");
-    std::fs::create_dir(&local).expect("mkdir");
+    std::fs::create_dir(local).expect("mkdir");
     // isync 1.5 renamed SSLType to TLSType.
     let tls = if version >= (1, 5) {
         "TLSType"
     } else {
         "SSLType"
     };
-    let rc = work.path().join("mbsyncrc");
+    let rc = work.join("mbsyncrc");
     std::fs::write(
         &rc,
         format!(
@@ -733,16 +723,37 @@ async fn mbsync_pulls_every_folder_byte_for_byte() {
         ),
     )
     .expect("write rc");
-
-    let sync = |round: u32| {
+    let work = work.to_path_buf();
+    move |round: u32| {
         let rc = rc.clone();
-        let log = work.path().join(format!("mbsync-{round}.log"));
+        let log = work.join(format!("mbsync-{round}.log"));
         tokio::task::spawn_blocking(move || {
             let mut cmd = Command::new("mbsync");
             cmd.arg("-c").arg(&rc).arg("-a");
             run_bounded(cmd, Duration::from_secs(120), &log)
         })
+    }
+}
+
+#[tokio::test]
+async fn mbsync_pulls_every_folder_byte_for_byte() {
+    let Some(version) = mbsync_version() else {
+        return;
     };
+    let (_dir, server) = server().await;
+    let archived = archived(&server);
+    for a in archived.values() {
+        assert!(
+            !a.raw
+                .iter()
+                .enumerate()
+                .any(|(i, b)| *b == b'\n' && (i == 0 || a.raw[i - 1] != b'\r')),
+            "the originals are CRLF only, so undoing mbsync's LF conversion is exact"
+        );
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let local = work.path().join("local");
+    let sync = mbsync(&server, version, work.path(), &local);
     let (status, output) = sync(1).await.expect("join");
     assert!(status.success(), "mbsync failed ({status}):\n{output}");
 
@@ -935,5 +946,50 @@ async fn python_imaplib_myrights_tell_admin_and_salesperson_what_they_may_do() {
     let getacl = items(&alice["getacl"]);
     assert_eq!(as_str(&getacl[0]), "NO");
     assert!(as_str(&items(&getacl[1])[0]).starts_with("[NOPERM]"));
+    server.stop().await;
+}
+
+/// Issue 17: a contact whose company and name changed in the directory got a new folder
+/// path, and every `mbsync -a` after that failed on the old one. The old path keeps opening
+/// (the same messages), the new one is pulled as a new folder.
+///
+/// Open: mbsync (1.4.4 here) never sends SELECT for a far-side box that LIST did not show:
+/// it reports "far side box ... cannot be opened" by itself, so with LIST showing only
+/// today's paths run 2 still exits 1. It passes only if LIST also shows renamed paths,
+/// which is a decision about every client's folder list (see the README's IMAP section).
+#[tokio::test]
+#[ignore = "mbsync never opens a box LIST does not show: needs renamed paths in LIST"]
+async fn mbsync_keeps_syncing_a_contact_folder_the_directory_renamed() {
+    use crate::imap::{
+        FROM_BOB_MUELLER, FROM_DAN, RENAME_AFTER, RENAME_BEFORE, RENAME_SALESPEOPLE,
+        TO_BOB_MUELLER, import_directory,
+    };
+    let Some(version) = mbsync_version() else {
+        return;
+    };
+    let (dir, server) = server_with(&[FROM_BOB_MUELLER, TO_BOB_MUELLER, FROM_DAN]).await;
+    import_directory(dir.path(), RENAME_SALESPEOPLE, RENAME_BEFORE).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let local = work.path().join("local");
+    let sync = mbsync(&server, version, work.path(), &local);
+    let (status, output) = sync(1).await.expect("join");
+    assert!(status.success(), "mbsync failed ({status}):\n{output}");
+    // This mbsync names the Maildir as the server does, in modified UTF-7 (ü is "&APw-").
+    const OLD: &str = "Contacts/Example Net/Bob M&APw-ller";
+    const NEW: &str = "Contacts/Example Net GmbH/Bob Mueller";
+    let count = |name: &str| maildirs(&local).get(name).map(|d| message_files(d).len());
+    assert_eq!(count(OLD), Some(2), "{:?}", maildirs(&local).keys());
+
+    import_directory(dir.path(), RENAME_SALESPEOPLE, RENAME_AFTER).await;
+    for round in [2, 3] {
+        let (status, output) = sync(round).await.expect("join");
+        assert!(
+            status.success(),
+            "mbsync run {round} after the rename failed ({status}):\n{output}"
+        );
+        assert_eq!(count(OLD), Some(2), "the old folder keeps its messages");
+        assert_eq!(count(NEW), Some(2), "the new folder is pulled");
+        assert_eq!(count("Contacts/Example Net GmbH/Dan Dealer"), Some(1));
+    }
     server.stop().await;
 }
