@@ -13,6 +13,9 @@ pub mod clock;
 pub mod config;
 pub mod crlf;
 pub mod directory;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod imap;
 pub mod ingest;

@@ -202,6 +202,12 @@ impl NewMessage {
     pub fn stored_size(&self) -> usize {
         self.stored.len()
     }
+
+    /// The message's bytes, decoded from the form it would be stored in.
+    pub fn decoded(&self) -> Result<Vec<u8>, Error> {
+        blobs::decode(self.stored.clone(), self.compression, self.size)
+            .map_err(io("decoding a message"))
+    }
 }
 
 /// A message as a commit files it: everything but its bytes, which are durable already.
