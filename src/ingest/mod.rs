@@ -153,6 +153,7 @@ pub fn analyze(raw: &[u8], envelope: &Envelope, policy: &Policy) -> Result<Analy
     let mut meta = Meta::arrived(envelope.received_at);
     meta.crlf_size = crate::crlf::converted_size(bytes);
     let mut body_offset = None;
+    let mut header_fields: Vec<(String, &[u8])> = Vec::new();
     match message {
         None => flags.push(Flag::Unparsed),
         Some(m) => {
@@ -191,6 +192,15 @@ pub fn analyze(raw: &[u8], envelope: &Envelope, policy: &Policy) -> Result<Analy
             }
             meta.attachments = u32::try_from(m.attachment_count()).unwrap_or(u32::MAX);
             body_offset = m.parts.first().map(|p| p.offset_body as usize);
+            header_fields = m.parts.first().map_or_else(Vec::new, |p| {
+                p.headers
+                    .iter()
+                    .filter_map(|h| {
+                        let value = bytes.get(h.offset_start as usize..h.offset_end as usize)?;
+                        Some((h.name.as_str().to_owned(), value))
+                    })
+                    .collect()
+            });
         }
     }
     for ignored in &policy.ignore_recipients {
@@ -223,9 +233,11 @@ pub fn analyze(raw: &[u8], envelope: &Envelope, policy: &Policy) -> Result<Analy
     drop(outer);
     let blob = archive::BlobHash::of(bytes);
     let id = match (&meta.message_id, body_offset) {
-        (Some(mid), Some(offset)) if offset <= bytes.len() => {
-            StableId::from_message_id(mid, &bytes[offset..])
-        }
+        (Some(mid), Some(offset)) if offset <= bytes.len() => StableId::from_message(
+            mid,
+            header_fields.iter().map(|(n, v)| (n.as_str(), *v)),
+            &bytes[offset..],
+        ),
         _ => StableId::from_content(&blob),
     };
     Ok(Analyzed::Store(Box::new(NewMessage::prepare(
