@@ -171,13 +171,25 @@ async fn message(
     let archive = Arc::clone(&s.ctx.archive);
     let lookup = id.clone();
     let found = blocking(move || {
-        let record = archive
+        let mut record = archive
             .get_by_id(&lookup)?
             .filter(|r| access.as_ref().is_none_or(|a| visible(a, r)))
             .ok_or_else(ApiError::not_found)?;
         if as_json {
+            let mut entries = archive.entries_of(record.uid)?;
+            // A signed link shows what the account that made it could see of it: its
+            // parties as written, no blind copies, no entries.
+            match &access {
+                Some(a) => {
+                    a.redact(&mut record);
+                    entries.retain(|e| a.sees_salesperson(&e.salesperson));
+                }
+                None => {
+                    crate::access::Access::nothing().redact(&mut record);
+                    entries.clear();
+                }
+            }
             let mut view = serde_json::to_value(record.view()).map_err(ApiError::internal)?;
-            let entries = archive.entries_of(record.uid)?;
             if let Some(object) = view.as_object_mut() {
                 object.insert(
                     "entries".into(),
@@ -310,7 +322,11 @@ async fn interactions(
             let batch = archive.entries(&filter)?;
             let exhausted = batch.len() < chunk;
             filter.after = batch.last().map(|e| e.no).or(filter.after);
-            page.extend(batch.into_iter().filter(|e| access.may_read(e.uid)));
+            page.extend(
+                batch
+                    .into_iter()
+                    .filter(|e| access.may_read(e.uid) && access.sees_salesperson(&e.salesperson)),
+            );
             if exhausted || page.len() > limit {
                 break;
             }
@@ -401,8 +417,10 @@ async fn add_opportunity(
     let now = s.ctx.clock.now();
     let access = user.access;
     let opportunity = blocking(move || {
+        // The entry's own salesperson (or one granted it), or an admin: reading the
+        // message for another reason is not enough.
         match archive.entry(no)? {
-            Some(e) if access.may_read(e.uid) => {}
+            Some(e) if access.may_read(e.uid) && access.sees_salesperson(&e.salesperson) => {}
             _ => return Err(ApiError::not_found()),
         }
         archive
@@ -436,10 +454,9 @@ async fn opportunities(
         if !access.sees_all() {
             let mut kept = Vec::with_capacity(list.len());
             for o in list {
-                if archive
-                    .entry(o.entry)?
-                    .is_some_and(|e| access.may_read(e.uid))
-                {
+                if archive.entry(o.entry)?.is_some_and(|e| {
+                    access.may_read(e.uid) && access.sees_salesperson(&e.salesperson)
+                }) {
                     kept.push(o);
                 }
             }

@@ -975,7 +975,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         tokio::task::spawn_blocking(move || view_of(&archive, user.as_deref()))
             .await
             .unwrap_or_else(|_| View {
-                access: Access::Messages(Default::default()),
+                access: Access::nothing(),
                 folders: Vec::new(),
             })
     }
@@ -1349,8 +1349,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let archive = Arc::clone(&self.ctx.archive);
         let (uids, flags) = (folder.uids.clone(), folder.flags.clone());
         let criteria = criteria.to_vec();
+        let user = self.user().map(str::to_owned);
         let hits = tokio::task::spawn_blocking(move || {
-            search_folder(&archive, &uids, &flags, &criteria, by_uid)
+            // BCC must not find a message by a blind copy the account may not know of.
+            let access = access_of(&archive, user.as_deref()).2;
+            search_folder(&archive, &access, &uids, &flags, &criteria, by_uid)
         })
         .await
         .unwrap_or_default();
@@ -1441,6 +1444,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 /// The messages of a folder that match `criteria`, as UIDs or sequence numbers.
 fn search_folder(
     archive: &Archive,
+    access: &Access,
     uids: &[u32],
     flags: &BTreeMap<u32, u8>,
     criteria: &[SearchKey<'static>],
@@ -1450,9 +1454,10 @@ fn search_folder(
     let dims = search::Folder::of(uids);
     let mut hits = Vec::new();
     for (i, &uid) in uids.iter().enumerate() {
-        let Ok(Some(record)) = archive.get(uid) else {
+        let Ok(Some(mut record)) = archive.get(uid) else {
             continue;
         };
+        access.redact(&mut record);
         let bits = flags.get(&uid).copied().unwrap_or(0);
         let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
         let mut src = search::SearchSource {
@@ -1490,7 +1495,7 @@ fn access_of(archive: &Archive, user: Option<&str>) -> (Option<Account>, Directo
     let access = account
         .as_ref()
         .and_then(|a| Access::of(a, &directory, archive).ok())
-        .unwrap_or(Access::Messages(Default::default()));
+        .unwrap_or_else(Access::nothing);
     (account, directory, access)
 }
 

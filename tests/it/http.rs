@@ -1139,3 +1139,160 @@ async fn shutdown_closes_idle_connections_and_stops_accepting() {
         "nothing listens after shutdown"
     );
 }
+
+/// An Exchange journal report of mail from Marta to Alice with a blind copy to Bob (another
+/// salesperson): the Bcc is in the report's envelope, not in the message.
+pub const BLIND_COPY_REPORT: &[u8] = b"From: Microsoft Exchange <postmaster@contoso.com>\r\n\
+To: journal@example.com\r\n\
+Subject: Benches\r\n\
+Message-ID: <journal-blind-1@ex01.contoso.com>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"jr\"\r\n\
+X-MS-Journal-Report:\r\n\
+\r\n\
+--jr\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+Sender: marta@fabrikam.com\r\n\
+Subject: Benches\r\n\
+Message-Id: <http-blind-1@fabrikam.com>\r\n\
+To: alice@contoso.com\r\n\
+Bcc: bob@contoso.com\r\n\
+\r\n\
+--jr\r\n\
+Content-Type: message/rfc822\r\n\
+\r\n\
+From: Marta Buyer <marta@fabrikam.com>\r\n\
+To: alice@contoso.com\r\n\
+Subject: Benches\r\n\
+Date: Tue, 24 Nov 2026 08:00:00 +0000\r\n\
+Message-ID: <http-blind-1@fabrikam.com>\r\n\
+\r\n\
+Six benches, please.\r\n\
+--jr--\r\n";
+
+/// Issue 12, access defects 1 and 2: a salesperson who may read a message sees neither
+/// another salesperson's blind copy nor that salesperson's entry, and cannot make an
+/// opportunity of it; the blind recipient's own salesperson and the accounts that see
+/// everything do.
+#[tokio::test]
+async fn blind_copies_and_other_salespeoples_entries_stay_with_their_salesperson() {
+    let g = Gateway::start().await;
+    let ingestor = g.ingestor.as_ref().expect("running");
+    let envelope = Envelope {
+        mail_from: None,
+        received_at: 1_790_000_000,
+    };
+    let id = match ingestor
+        .submit(BLIND_COPY_REPORT, &envelope)
+        .expect("submit")
+        .wait()
+        .await
+        .expect("stored")
+    {
+        Outcome::Stored { id, .. } => id,
+        other => panic!("stored, not {other:?}"),
+    };
+    let json = |user: &'static str| {
+        let path = format!("/m/{id}.json");
+        let g = &g;
+        async move {
+            let r = g.get(&path, Some(user)).await;
+            assert_eq!(r.status, 200, "{user}");
+            r.json()
+        }
+    };
+    let recipients = |v: &Value| -> Vec<String> {
+        v["recipients"]
+            .as_array()
+            .expect("recipients")
+            .iter()
+            .map(|r| r["address"].as_str().expect("address").to_owned())
+            .collect()
+    };
+    let salespeople = |v: &Value| -> Vec<String> {
+        v["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| e["salesperson"].as_str().expect("code").to_owned())
+            .collect()
+    };
+
+    let admin = json("admin").await;
+    assert_eq!(recipients(&admin), ["alice@contoso.com", "bob@contoso.com"]);
+    let mut all = salespeople(&admin);
+    all.sort();
+    assert_eq!(all, ["AS", "BM"]);
+    let alice = json("alice").await;
+    assert_eq!(recipients(&alice), ["alice@contoso.com"], "{alice}");
+    assert_eq!(salespeople(&alice), ["AS"], "{alice}");
+    let bob = json("bob").await;
+    assert_eq!(
+        recipients(&bob),
+        ["alice@contoso.com", "bob@contoso.com"],
+        "his own blind copy"
+    );
+    assert_eq!(salespeople(&bob), ["BM"], "{bob}");
+
+    // The interactions list shows each only their own entry of it.
+    let entries = g.archive.entries(&EntryFilter::default()).expect("entries");
+    let of = |code: &str| {
+        entries
+            .iter()
+            .find(|e| e.id == id.as_str() && e.salesperson == code)
+            .expect("entry")
+            .no
+    };
+    let (hers, his) = (of("AS"), of("BM"));
+    let listed = |v: Value| -> Vec<u64> {
+        v["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter(|e| e["id"] == id.as_str())
+            .map(|e| e["no"].as_u64().expect("no"))
+            .collect()
+    };
+    assert_eq!(
+        listed(g.get("/api/interactions", Some("alice")).await.json()),
+        [hers]
+    );
+    assert_eq!(
+        listed(g.get("/api/interactions", Some("bob")).await.json()),
+        [his]
+    );
+
+    // Opportunities: only from one's own entry (or as an admin).
+    let body = json!({ "description": "benches" });
+    let path = |no: u64| format!("/api/interactions/{no}/opportunity");
+    assert_eq!(g.post(&path(his), "alice", &body).await.status, 404);
+    assert_eq!(g.post(&path(hers), "bob", &body).await.status, 404);
+    assert_eq!(g.post(&path(hers), "alice", &body).await.status, 201);
+    assert_eq!(g.post(&path(his), "admin", &body).await.status, 201);
+    let opportunities = |user| {
+        let (g, id) = (&g, &id);
+        async move {
+            g.get("/api/contacts/1001/opportunities", Some(user))
+                .await
+                .json()["opportunities"]
+                .as_array()
+                .expect("list")
+                .iter()
+                .filter(|o| o["message"] == id.as_str())
+                .map(|o| o["salesperson"].as_str().expect("code").to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(opportunities("alice").await, ["AS"]);
+    assert_eq!(opportunities("bob").await, ["BM"]);
+
+    // A signed link shows the message, not its blind copies or entries.
+    let token = g.tokens.issue(&id, NOW + 60);
+    let r = g.get(&format!("/m/{id}.json?token={token}"), None).await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(recipients(&v), ["alice@contoso.com"]);
+    assert_eq!(v["entries"], json!([]));
+    g.stop().await;
+}

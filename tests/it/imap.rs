@@ -1321,3 +1321,56 @@ From: d@fabrikam.com\nTo: alice@contoso.com\nSubject: named zone\nMessage-ID: <t
     s.logout().await.expect("logout");
     server.stop().await;
 }
+
+/// Issue 12, access defect 1 over IMAP: SEARCH BCC finds a message by its blind copy only
+/// for the blind recipient's own salesperson (and accounts that see everything), never for
+/// another salesperson who may read the message.
+#[tokio::test]
+async fn transcript_search_bcc_does_not_reveal_another_salespersons_blind_copy() {
+    let (_dir, server) = server_with(&[crate::http::BLIND_COPY_REPORT]).await;
+    let archive = server.archive().expect("archive");
+    let directory = crate::log::directory_fixture();
+    archive
+        .put_directory(directory.salespeople(), directory.contacts())
+        .expect("directory");
+    for (name, role, code) in [
+        ("alice", Role::Salesperson, Some("AS")),
+        ("bob", Role::Salesperson, Some("BM")),
+        ("auditor", Role::Auditor, None),
+    ] {
+        let account = crate::support::account(name, PASSWORD, role, code);
+        archive.put_account(&account).expect("account");
+    }
+    for (user, bcc_bob) in [("alice", ""), ("bob", " 1"), ("auditor", " 1")] {
+        let mut c = Raw::connect(&server).await;
+        c.play(&format!(
+            "C: a1 LOGIN {user} \"{PASSWORD}\"
+             S: a1 OK
+             C: a2 EXAMINE INBOX
+             S: * FLAGS
+             S: * 1 EXISTS
+             S: * 0 RECENT
+             S: * OK [UNSEEN 1]
+             S: * OK [UIDVALIDITY
+             S: * OK [UIDNEXT 2]
+             S: * OK [PERMANENTFLAGS
+             S: a2 OK [READ-ONLY]
+             C: a3 SEARCH BCC bob"
+        ))
+        .await;
+        // The whole line: a transcript line is a prefix, and `* SEARCH` is one of
+        // `* SEARCH 1`.
+        assert_eq!(c.line().await, format!("* SEARCH{bcc_bob}\r\n"), "{user}");
+        c.play(
+            "S: a3 OK SEARCH completed
+             C: a4 SEARCH TO alice
+             S: * SEARCH 1
+             S: a4 OK SEARCH completed
+             C: a5 LOGOUT
+             S: * BYE
+             S: a5 OK",
+        )
+        .await;
+    }
+    server.stop().await;
+}
