@@ -584,6 +584,16 @@ async fn signed_links_open_their_one_message_until_they_expire() {
         .await;
     assert_eq!(meta.status, 200);
     assert_eq!(meta.json()["id"], g.to_alice.as_str());
+    // Ids are base32, case-insensitive: the id in capitals is the same message, checked in
+    // its canonical form against the same tag.
+    let upper = g
+        .get(
+            &format!("/m/{}?token={token}", g.to_alice.as_str().to_uppercase()),
+            None,
+        )
+        .await;
+    assert_eq!(upper.status, 200);
+    assert_eq!(upper.body, TO_ALICE);
 
     // The same token for another message, a tampered token, and a token signed with
     // another key: 403, and no Basic challenge.
