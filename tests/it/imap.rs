@@ -17,6 +17,26 @@ use crate::support::server_settings;
 
 pub const PASSWORD: &str = "correct horse battery";
 
+/// [`server_with`] with the fixture directory and these accounts besides `auditor` (name,
+/// role, salesperson code).
+pub async fn server_with_people(
+    messages: &[&[u8]],
+    accounts: &[(&str, Role, Option<&str>)],
+) -> (tempfile::TempDir, Server) {
+    let (dir, server) = server_with(messages).await;
+    let archive = server.archive().expect("archive");
+    let directory = crate::log::directory_fixture();
+    archive
+        .put_directory(directory.salespeople(), directory.contacts())
+        .expect("directory");
+    for &(name, role, code) in accounts {
+        archive
+            .put_account(&crate::support::account(name, PASSWORD, role, code))
+            .expect("account");
+    }
+    (dir, server)
+}
+
 /// A server with an auditor account `auditor`, and the messages sent to it over SMTP.
 pub async fn server_with(messages: &[&[u8]]) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -236,6 +256,24 @@ impl Raw {
         let line = self.line().await;
         assert!(line.starts_with(prefix), "want {prefix:?}, got {line:?}");
         line
+    }
+
+    /// Logs in as `user` and EXAMINEs an INBOX of one unseen message (tags a1 and a2).
+    async fn examine_one(&mut self, user: &str) {
+        self.play(&format!(
+            "C: a1 LOGIN {user} \"{PASSWORD}\"
+             S: a1 OK
+             C: a2 EXAMINE INBOX
+             S: * FLAGS
+             S: * 1 EXISTS
+             S: * 0 RECENT
+             S: * OK [UNSEEN 1]
+             S: * OK [UIDVALIDITY
+             S: * OK [UIDNEXT
+             S: * OK [PERMANENTFLAGS
+             S: a2 OK [READ-ONLY]"
+        ))
+        .await;
     }
 
     /// Plays `C:`/`S:` lines; `S:` lines are prefixes of the next line.
@@ -523,12 +561,8 @@ async fn fetch_body_is_byte_exact_and_sets_seen_only_without_peek() {
 async fn a_salesperson_reaches_only_their_own_mail_by_every_route() {
     const TO_ALICE: &[u8] = b"From: Marta <marta@fabrikam.com>\r\nTo: alice@contoso.com\r\nSubject: for alice\r\nMessage-ID: <acl-1@fabrikam.com>\r\n\r\nalice only\r\n";
     const FROM_BOB: &[u8] = b"From: bob@contoso.com\r\nTo: buyer@fabrikam.com\r\nSubject: from bob\r\nMessage-ID: <acl-2@contoso.com>\r\n\r\nbob only\r\n";
-    let (_dir, server) = server_with(&[TO_ALICE, FROM_BOB]).await;
+    let (_dir, server) = server_with_people(&[TO_ALICE, FROM_BOB], &[]).await;
     let archive = server.archive().expect("archive");
-    let directory = crate::log::directory_fixture();
-    archive
-        .put_directory(directory.salespeople(), directory.contacts())
-        .expect("directory");
     let mut alice = crate::support::account("alice", PASSWORD, Role::Salesperson, Some("AS"));
     archive.put_account(&alice).expect("account");
 
@@ -858,14 +892,11 @@ async fn transcript_acl_rights_are_what_an_account_may_really_do() {
 async fn transcript_acl_a_salesperson_has_rights_only_where_she_may_read() {
     const TO_ALICE: &[u8] = b"From: Marta <marta@fabrikam.com>\r\nTo: alice@contoso.com\r\nSubject: for alice\r\nMessage-ID: <myrights-1@fabrikam.com>\r\n\r\nalice only\r\n";
     const FROM_BOB: &[u8] = b"From: bob@contoso.com\r\nTo: buyer@fabrikam.com\r\nSubject: from bob\r\nMessage-ID: <myrights-2@contoso.com>\r\n\r\nbob only\r\n";
-    let (_dir, server) = server_with(&[TO_ALICE, FROM_BOB]).await;
-    let archive = server.archive().expect("archive");
-    let directory = crate::log::directory_fixture();
-    archive
-        .put_directory(directory.salespeople(), directory.contacts())
-        .expect("directory");
-    let alice = crate::support::account("alice", PASSWORD, Role::Salesperson, Some("AS"));
-    archive.put_account(&alice).expect("account");
+    let (_dir, server) = server_with_people(
+        &[TO_ALICE, FROM_BOB],
+        &[("alice", Role::Salesperson, Some("AS"))],
+    )
+    .await;
     let mut c = Raw::connect(&server).await;
     c.play(&format!(
         "C: a1 LOGIN alice \"{PASSWORD}\"
@@ -929,20 +960,7 @@ AAECAwQ=\r\n\
 --b--\r\n";
     let (_dir, server) = server_with(&[PARTS]).await;
     let mut c = Raw::connect(&server).await;
-    c.play(&format!(
-        "C: a1 LOGIN auditor \"{PASSWORD}\"
-         S: a1 OK
-         C: a2 EXAMINE INBOX
-         S: * FLAGS
-         S: * 1 EXISTS
-         S: * 0 RECENT
-         S: * OK [UNSEEN 1]
-         S: * OK [UIDVALIDITY
-         S: * OK [UIDNEXT
-         S: * OK [PERMANENTFLAGS
-         S: a2 OK"
-    ))
-    .await;
+    c.examine_one("auditor").await;
     let cases: [(&str, &[u8]); 4] = [
         (
             "b1 FETCH 1 (BINARY.PEEK[1]<0.7> BINARY.PEEK[1]<3.5>)",
@@ -1046,20 +1064,7 @@ async fn bare_lf_mail_is_served_with_crlf_and_kept_as_it_came() {
 
     // A partial offset counts the CRLFs too.
     let mut c = Raw::connect(&server).await;
-    c.play(&format!(
-        "C: a1 LOGIN auditor \"{PASSWORD}\"
-         S: a1 OK
-         C: a2 EXAMINE INBOX
-         S: * FLAGS
-         S: * 1 EXISTS
-         S: * 0 RECENT
-         S: * OK [UNSEEN 1]
-         S: * OK [UIDVALIDITY
-         S: * OK [UIDNEXT
-         S: * OK [PERMANENTFLAGS
-         S: a2 OK"
-    ))
-    .await;
+    c.examine_one("auditor").await;
     c.writer
         .write_all(b"a3 FETCH 1 (BODY.PEEK[]<10.40>)\r\n")
         .await
@@ -1327,37 +1332,18 @@ From: d@fabrikam.com\nTo: alice@contoso.com\nSubject: named zone\nMessage-ID: <t
 /// another salesperson who may read the message.
 #[tokio::test]
 async fn transcript_search_bcc_does_not_reveal_another_salespersons_blind_copy() {
-    let (_dir, server) = server_with(&[crate::http::BLIND_COPY_REPORT]).await;
-    let archive = server.archive().expect("archive");
-    let directory = crate::log::directory_fixture();
-    archive
-        .put_directory(directory.salespeople(), directory.contacts())
-        .expect("directory");
-    for (name, role, code) in [
-        ("alice", Role::Salesperson, Some("AS")),
-        ("bob", Role::Salesperson, Some("BM")),
-        ("auditor", Role::Auditor, None),
-    ] {
-        let account = crate::support::account(name, PASSWORD, role, code);
-        archive.put_account(&account).expect("account");
-    }
+    let (_dir, server) = server_with_people(
+        &[crate::http::BLIND_COPY_REPORT],
+        &[
+            ("alice", Role::Salesperson, Some("AS")),
+            ("bob", Role::Salesperson, Some("BM")),
+        ],
+    )
+    .await;
     for (user, bcc_bob) in [("alice", ""), ("bob", " 1"), ("auditor", " 1")] {
         let mut c = Raw::connect(&server).await;
-        c.play(&format!(
-            "C: a1 LOGIN {user} \"{PASSWORD}\"
-             S: a1 OK
-             C: a2 EXAMINE INBOX
-             S: * FLAGS
-             S: * 1 EXISTS
-             S: * 0 RECENT
-             S: * OK [UNSEEN 1]
-             S: * OK [UIDVALIDITY
-             S: * OK [UIDNEXT 2]
-             S: * OK [PERMANENTFLAGS
-             S: a2 OK [READ-ONLY]
-             C: a3 SEARCH BCC bob"
-        ))
-        .await;
+        c.examine_one(user).await;
+        c.play("C: a3 SEARCH BCC bob").await;
         // The whole line: a transcript line is a prefix, and `* SEARCH` is one of
         // `* SEARCH 1`.
         assert_eq!(c.line().await, format!("* SEARCH{bcc_bob}\r\n"), "{user}");

@@ -388,12 +388,7 @@ async fn python_imaplib_reads_every_message_byte_for_byte() {
     .await
     .expect("join");
     assert!(status.success(), "imaplib failed:\n{output}");
-    let json_line = output
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON from the script:\n{output}"));
-    let got: Value = serde_json::from_str(json_line).expect("JSON");
+    let got = last_json(&output);
 
     // LIST: every folder, "By month" only as a parent.
     let listed: BTreeMap<String, Vec<String>> = items(&got["list"])
@@ -854,32 +849,21 @@ async fn imaplib_acl(server: &Server, user: &str, folders: &[&str]) -> Value {
             .await
             .expect("join");
     assert!(status.success(), "imaplib failed:\n{output}");
-    let json_line = output
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON from the script:\n{output}"));
-    serde_json::from_str(json_line).expect("JSON")
+    last_json(&output)
 }
 
 #[tokio::test]
 async fn python_imaplib_myrights_tell_admin_and_salesperson_what_they_may_do() {
     const TO_ALICE: &str = "From: Marta <marta@fabrikam.com>\r\nTo: alice@contoso.com\r\nSubject: for alice\r\nMessage-ID: <py-acl-1@fabrikam.com>\r\n\r\nalice only\r\n";
     const FROM_BOB: &str = "From: bob@contoso.com\r\nTo: buyer@fabrikam.com\r\nSubject: from bob\r\nMessage-ID: <py-acl-2@contoso.com>\r\n\r\nbob only\r\n";
-    let (_dir, server) = server_with(&[TO_ALICE.as_bytes(), FROM_BOB.as_bytes()]).await;
-    let archive = server.archive().expect("archive");
-    let directory = crate::log::directory_fixture();
-    archive
-        .put_directory(directory.salespeople(), directory.contacts())
-        .expect("directory");
-    for (name, role, code) in [
-        ("admin", mailjournal::archive::Role::Admin, None),
-        ("alice", mailjournal::archive::Role::Salesperson, Some("AS")),
-    ] {
-        archive
-            .put_account(&crate::support::account(name, PASSWORD, role, code))
-            .expect("account");
-    }
+    let (_dir, server) = crate::imap::server_with_people(
+        &[TO_ALICE.as_bytes(), FROM_BOB.as_bytes()],
+        &[
+            ("admin", mailjournal::archive::Role::Admin, None),
+            ("alice", mailjournal::archive::Role::Salesperson, Some("AS")),
+        ],
+    )
+    .await;
     let folders = [
         "INBOX",
         "Junk",
@@ -992,4 +976,14 @@ async fn mbsync_keeps_syncing_a_contact_folder_the_directory_renamed() {
         assert_eq!(count("Contacts/Example Net GmbH/Dan Dealer"), Some(1));
     }
     server.stop().await;
+}
+
+/// The last line of a script's output that is a JSON object.
+fn last_json(output: &str) -> Value {
+    let line = output
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON from the script:\n{output}"));
+    serde_json::from_str(line).expect("JSON")
 }
