@@ -105,6 +105,43 @@ impl Error {
     }
 }
 
+/// Beside the index, so that a rebuilt index keeps the archive's UIDVALIDITY.
+const UIDVALIDITY_FILE: &str = "uidvalidity";
+
+/// The UIDVALIDITY kept in `dir`, if the file is there.
+fn kept_uidvalidity(dir: &Path) -> Result<Option<u32>, Error> {
+    let path = dir.join(UIDVALIDITY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse::<u32>() {
+            Ok(v) if v > 0 => Ok(Some(v)),
+            _ => Err(Error::Corrupt {
+                uid: 0,
+                reason: format!("{} does not hold a UIDVALIDITY", path.display()),
+            }),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(format!("reading {}", path.display()))(e)),
+    }
+}
+
+/// Writes `uidvalidity` to its file durably (a new file renamed into place).
+fn keep_uidvalidity(dir: &Path, uidvalidity: u32) -> Result<(), Error> {
+    use std::io::Write;
+    let path = dir.join(UIDVALIDITY_FILE);
+    let temp = dir.join(format!("{UIDVALIDITY_FILE}.new"));
+    let what = format!("writing {}", path.display());
+    let mut file = blobs::private_file()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp)
+        .map_err(io(what.clone()))?;
+    writeln!(file, "{uidvalidity}").map_err(io(what.clone()))?;
+    file.sync_all().map_err(io(what.clone()))?;
+    std::fs::rename(&temp, &path).map_err(io(what.clone()))?;
+    blobs::sync_dir(dir).map_err(io(what))
+}
+
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let what = what.into();
     move |source| Error::Io { what, source }
@@ -405,7 +442,18 @@ impl Archive {
                 None => {
                     let now = jiff::Timestamp::now().as_second();
                     // UIDVALIDITY is fixed at creation, as IMAP servers do: the creation time.
-                    let uidvalidity = u32::try_from(now).unwrap_or(1).max(1);
+                    // An index rebuilt from the packs (archive.redb deleted or lost) keeps
+                    // the archive's, so clients and imap:// links need no resync.
+                    let uidvalidity = match kept_uidvalidity(dir)? {
+                        Some(kept) => {
+                            tracing::info!(
+                                uidvalidity = kept,
+                                "rebuilding the index: UIDVALIDITY kept"
+                            );
+                            kept
+                        }
+                        None => u32::try_from(now).unwrap_or(1).max(1),
+                    };
                     meta.insert(META_FORMAT, FORMAT).db()?;
                     meta.insert(META_UIDVALIDITY, u64::from(uidvalidity)).db()?;
                     meta.insert(META_NEXT_UID, 1).db()?;
@@ -418,6 +466,9 @@ impl Archive {
                 reason: format!("uidvalidity {v} out of range"),
             })?
         };
+        if kept_uidvalidity(dir)? != Some(uidvalidity) {
+            keep_uidvalidity(dir, uidvalidity)?;
+        }
         // Create every table so read transactions never find one missing.
         txn.open_table(MESSAGES).db()?;
         txn.open_table(IDS).db()?;
