@@ -736,10 +736,11 @@ fn verify(target: &Target<'_>, repair: bool, out: &mut dyn Write) -> Result<i32,
     }
     writeln!(
         out,
-        "verified {} messages: {} problems, {} orphan files",
+        "verified {} messages: {} problems, {} orphan files, {} log frames",
         report.records,
         report.problems.len(),
-        report.orphans.len()
+        report.orphans.len(),
+        report.frames_checked
     )?;
     Ok(if report.problems.is_empty() { 0 } else { 1 })
 }

@@ -378,6 +378,8 @@ pub struct Stats {
 pub struct VerifyReport {
     pub records: u64,
     pub blobs_checked: u64,
+    /// Frames of the write-ahead log (the pack files) checked against the records.
+    pub frames_checked: u64,
     /// Each a sentence naming the record or file and what is wrong.
     pub problems: Vec<String>,
     /// Blob files no record refers to, and stray files (harmless; `--repair` removes them).
@@ -1010,6 +1012,8 @@ impl Archive {
         let ids = txn.open_table(IDS).db()?;
         let total = messages.len().db()?;
         let mut referenced = BTreeSet::new();
+        // Where records say their bytes are in the packs: (pack, offset) -> UID.
+        let mut in_packs = std::collections::BTreeMap::new();
         for entry in messages.iter().db()? {
             let (k, v) = entry.db()?;
             let uid = k.value();
@@ -1036,8 +1040,13 @@ impl Archive {
                 ));
                 continue;
             };
-            if record.storage == Storage::File {
-                referenced.insert(hash);
+            match record.storage {
+                Storage::File => {
+                    referenced.insert(hash);
+                }
+                Storage::Pack { pack, offset } => {
+                    in_packs.insert((pack, offset), uid);
+                }
             }
             let raw = self.stored(&record.location(), &hash).and_then(|c| {
                 blobs::decode(c, record.compression, record.size)
@@ -1061,6 +1070,7 @@ impl Archive {
                 Ok(_) => {}
             }
         }
+        self.verify_log(&txn, &in_packs, &mut report)?;
         let (files, strays) = self
             .blobs
             .scan()
@@ -1078,6 +1088,132 @@ impl Archive {
         }
         report.orphans = orphans;
         Ok(report)
+    }
+}
+
+impl Archive {
+    /// Reads every frame of every pack file (the log a rebuild reads) and checks it: its
+    /// magic, lengths, header and check; that the records it filed are there and name the
+    /// same bytes at the same place; and that every record kept in a pack has its frame.
+    /// A bad frame in what the index has filed is a problem; past that (frames a crash left
+    /// for the next start to file), only the records are checked.
+    fn verify_log(
+        &self,
+        txn: &redb::ReadTransaction,
+        in_packs: &std::collections::BTreeMap<(u32, u64), u32>,
+        report: &mut VerifyReport,
+    ) -> Result<(), Error> {
+        let meta = txn.open_table(META).db()?;
+        let filed_pack = get_u64(&meta, META_PACK)?.unwrap_or(1);
+        let filed_len = get_u64(&meta, META_PACK_LEN)?.unwrap_or(0);
+        let messages = txn.open_table(MESSAGES).db()?;
+        let ids = txn.open_table(IDS).db()?;
+        let mut framed = BTreeSet::new();
+        for (pack, path) in self.pack_files()? {
+            let file =
+                std::fs::File::open(&path).map_err(io(format!("opening {}", path.display())))?;
+            let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+            let mut at = 0u64;
+            let filed = |at: u64| {
+                let pack = u64::from(pack);
+                pack < filed_pack || (pack == filed_pack && at < filed_len)
+            };
+            loop {
+                let next = wal::read_next(&mut reader)
+                    .map_err(io(format!("reading {}", path.display())))?;
+                let frame = match next {
+                    None => break,
+                    Some(Ok(frame)) => frame,
+                    Some(Err(stop)) => {
+                        if filed(at) {
+                            report.problems.push(format!(
+                                "pack {pack}: no valid log frame at offset {at} ({stop:?}), inside what the index has filed"
+                            ));
+                        }
+                        break;
+                    }
+                };
+                report.frames_checked += 1;
+                let h = &frame.header;
+                let uid = ids.get(h.id.as_str()).db()?.map(|g| g.value());
+                match (uid, filed(at)) {
+                    (None, true) => report.problems.push(format!(
+                        "pack {pack} offset {at}: a log frame of message {} that the index does not have",
+                        h.id
+                    )),
+                    (None, false) => {}
+                    (Some(uid), _) if h.placed != wal::Placed::None => {
+                        let record = match messages.get(uid).db()? {
+                            Some(v) => decode(uid, v.value())?,
+                            None => {
+                                report.problems.push(format!(
+                                    "message {uid} ({}): indexed but missing",
+                                    h.id
+                                ));
+                                at += frame.len;
+                                continue;
+                            }
+                        };
+                        if record.blob != h.blob || record.size != h.size {
+                            report.problems.push(format!(
+                                "pack {pack} offset {at}: the log frame of message {uid} names other bytes than its record"
+                            ));
+                        }
+                        if h.placed == wal::Placed::Pack {
+                            let place = (pack, at + frame.bytes_at);
+                            if record.storage
+                                != (Storage::Pack {
+                                    pack: place.0,
+                                    offset: place.1,
+                                })
+                            {
+                                report.problems.push(format!(
+                                    "pack {pack} offset {at}: message {uid}'s bytes are in this log frame, its record says {:?}",
+                                    record.storage
+                                ));
+                            }
+                            framed.insert(place);
+                        }
+                    }
+                    (Some(_), _) => {}
+                }
+                at += frame.len;
+            }
+        }
+        for (&(pack, offset), uid) in in_packs {
+            if !framed.contains(&(pack, offset)) {
+                report.problems.push(format!(
+                    "message {uid}: no log frame holds its bytes (pack {pack} offset {offset})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The pack files, by number (not the pieces set aside as damaged).
+    fn pack_files(&self) -> Result<Vec<(u32, PathBuf)>, Error> {
+        let what = format!("listing {}", self.packs_dir.display());
+        let mut packs = Vec::new();
+        let entries = match std::fs::read_dir(&self.packs_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(packs),
+            Err(e) => return Err(io(what)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io(what.clone()))?;
+            let name = entry.file_name();
+            let number = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("pack-"))
+                .and_then(|n| n.strip_suffix(".dat"))
+                .filter(|n| n.len() == 6 && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse::<u32>().ok());
+            if let Some(n) = number {
+                packs.push((n, entry.path()));
+            }
+        }
+        packs.sort();
+        Ok(packs)
     }
 }
 

@@ -107,6 +107,54 @@ pub fn scan(data: &[u8]) -> (Vec<Frame>, Option<Stop>) {
     (frames, None)
 }
 
+/// A frame's bytes, when it has them, are at most this long (a pack holds only small
+/// blobs); a larger length means a damaged frame.
+const MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// The next frame of `reader`, positioned at a frame's start (a pack read from the start):
+/// `None` at the very end, else the frame or why it is not one. Reads one frame at a time,
+/// so a pack of any size is checked in little memory.
+pub fn read_next(reader: &mut impl io::Read) -> io::Result<Option<Result<Frame, Stop>>> {
+    let mut buf = vec![0u8; PREFIX];
+    let n = read_up_to(reader, &mut buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if n == PREFIX && &buf[..4] == MAGIC {
+        let word = |at: usize| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&buf[at..at + 4]);
+            u32::from_le_bytes(b) as usize
+        };
+        let (header_len, bytes_len) = (word(4), word(8));
+        if header_len > MAX_HEADER || bytes_len > MAX_BYTES {
+            return Ok(Some(Err(Stop::Damaged(format!(
+                "lengths {header_len} and {bytes_len}"
+            )))));
+        }
+        buf.resize(PREFIX + header_len + bytes_len + CHECK, 0);
+        let m = read_up_to(reader, &mut buf[PREFIX..])?;
+        buf.truncate(PREFIX + m);
+    } else {
+        buf.truncate(n);
+    }
+    Ok(Some(frame_at(&buf)))
+}
+
+/// Fills `buf` as far as the reader goes; how many bytes it read.
+fn read_up_to(reader: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 fn frame_at(data: &[u8]) -> Result<Frame, Stop> {
     if data.len() < PREFIX {
         return if MAGIC.starts_with(&data[..data.len().min(MAGIC.len())]) {
@@ -196,6 +244,30 @@ mod tests {
             );
             data[i] ^= 0x10;
         }
+        // Read one at a time from a stream: the same frames, and the same verdicts.
+        let whole = [a.clone(), b.clone()].concat();
+        let mut reader = whole.as_slice();
+        let first = read_next(&mut reader).expect("read").expect("a frame");
+        assert_eq!(first.expect("whole").header, header(Placed::Pack, 5));
+        let second = read_next(&mut reader).expect("read").expect("a frame");
+        assert_eq!(second.expect("whole").header.placed, Placed::None);
+        assert!(read_next(&mut reader).expect("read").is_none(), "the end");
+        let mut cut = &whole[..a.len() + 7];
+        assert!(read_next(&mut cut).expect("read").expect("frame").is_ok());
+        assert_eq!(read_next(&mut cut).expect("read"), Some(Err(Stop::Short)));
+        let mut flipped = whole.clone();
+        flipped[a.len() + 14] ^= 0x01;
+        let mut reader = flipped.as_slice();
+        assert!(
+            read_next(&mut reader)
+                .expect("read")
+                .expect("frame")
+                .is_ok()
+        );
+        assert!(matches!(
+            read_next(&mut reader).expect("read"),
+            Some(Err(Stop::Damaged(_)))
+        ));
         // Bytes that were never a frame (an old pack's uncommitted tail).
         let (frames, stop) = scan(b"\x28\xb5\x2f\xfd some zstd frame");
         assert!(frames.is_empty());
