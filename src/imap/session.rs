@@ -76,6 +76,21 @@ struct Selected {
     uids: Vec<u32>,
     read_only: bool,
     flags: BTreeMap<u32, u8>,
+    /// The account's access when the folder was opened (what SEARCH may reveal of a
+    /// message's recipients).
+    access: Arc<Access>,
+}
+
+/// A folder opened for SELECT, EXAMINE or STATUS.
+struct Opened {
+    folder: mailbox::Folder,
+    query: FolderQuery,
+    /// Its messages the account may read.
+    uids: Vec<u32>,
+    flags: BTreeMap<u32, u8>,
+    /// UIDNEXT as the account sees it.
+    next: u32,
+    access: Arc<Access>,
 }
 
 enum Flow {
@@ -1068,21 +1083,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// A folder by name with its content, the account's flags and UIDNEXT; or why not.
-    #[allow(clippy::type_complexity)]
-    async fn open_folder(
-        &self,
-        name: &str,
-        user: &str,
-    ) -> Result<
-        (
-            mailbox::Folder,
-            FolderQuery,
-            Vec<u32>,
-            BTreeMap<u32, u8>,
-            u32,
-        ),
-        &'static str,
-    > {
+    async fn open_folder(&self, name: &str, user: &str) -> Result<Opened, &'static str> {
         let view = self.view().await;
         let folder = self
             .find_folder(name, view.folders)
@@ -1109,7 +1110,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 } else {
                     uids.last().map_or(1, |u| u.saturating_add(1))
                 };
-                Ok((folder, query, uids, flags, next))
+                Ok(Opened {
+                    folder,
+                    query,
+                    uids,
+                    flags,
+                    next,
+                    access: Arc::new(view.access),
+                })
             }
             _ => Err("The archive cannot be read right now"),
         }
@@ -1117,7 +1125,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     async fn handle_status(&mut self, tag: Tag<'static>, name: &str, items: &[StatusDataItemName]) {
         let user = self.user().unwrap_or_default().to_owned();
-        let (folder, _, uids, flags, next) = match self.open_folder(name, &user).await {
+        let Opened {
+            folder,
+            uids,
+            flags,
+            next,
+            ..
+        } = match self.open_folder(name, &user).await {
             Ok(opened) => opened,
             Err(why) => {
                 self.status(status_no(tag, None, why));
@@ -1171,7 +1185,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let user = self.user().unwrap_or_default().to_owned();
         // Selecting closes any selected folder first, even if the new one fails.
         self.state = State::Authenticated { user: user.clone() };
-        let (folder, query, uids, flags, next) = match self.open_folder(name, &user).await {
+        let Opened {
+            folder,
+            query,
+            uids,
+            flags,
+            next,
+            access,
+        } = match self.open_folder(name, &user).await {
             Ok(opened) => opened,
             Err(why) => {
                 self.status(status_no(tag, None, why));
@@ -1214,6 +1235,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 uids,
                 read_only,
                 flags,
+                access,
             },
         };
         let (code, verb) = if read_only {
@@ -1348,11 +1370,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         // it runs on the blocking pool, never on the threads that serve other sessions.
         let archive = Arc::clone(&self.ctx.archive);
         let (uids, flags) = (folder.uids.clone(), folder.flags.clone());
+        // BCC must not find a message by a blind copy the account may not know of.
+        let access = Arc::clone(&folder.access);
         let criteria = criteria.to_vec();
-        let user = self.user().map(str::to_owned);
         let hits = tokio::task::spawn_blocking(move || {
-            // BCC must not find a message by a blind copy the account may not know of.
-            let access = access_of(&archive, user.as_deref()).2;
             search_folder(&archive, &access, &uids, &flags, &criteria, by_uid)
         })
         .await
