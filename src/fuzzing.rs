@@ -142,7 +142,17 @@ pub const IMAP_ACCOUNTS: [(&str, &str); 2] = [("admin", "fuzz-admin"), ("alice",
 fn imap_fixture() -> &'static ImapFixture {
     static FIXTURE: OnceLock<ImapFixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("mailjournal-fuzz-{}", std::process::id()));
+        // Statics are never dropped: each run removes what runs that ended left behind.
+        let prefix = "mailjournal-fuzz-";
+        let tmp = std::env::temp_dir();
+        for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|n| n.strip_prefix(prefix));
+            if pid.is_some_and(|p| !std::path::Path::new("/proc").join(p).exists()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = tmp.join(format!("{prefix}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let settings = settings(Some(&dir));
         let archive = Arc::new(Archive::open(&dir).expect("open the fuzz archive"));
