@@ -130,6 +130,104 @@ pub fn analyze(data: &[u8]) {
     }
 }
 
+/// One archive, runtime and SMTP context for every input of the SMTP session target.
+struct SmtpFixture {
+    runtime: tokio::runtime::Runtime,
+    ctx: Arc<crate::smtp::Context>,
+}
+
+fn smtp_fixture() -> &'static SmtpFixture {
+    static FIXTURE: OnceLock<SmtpFixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = fixture_dir("smtp");
+        let settings = settings(Some(&dir));
+        let archive = Arc::new(Archive::open(&dir).expect("open the fuzz archive"));
+        let (ingestor, _committer) =
+            ingest::Ingestor::start(archive, policy().clone()).expect("ingestor");
+        let ctx = Arc::new(crate::smtp::Context {
+            settings: settings.smtp.clone(),
+            // Small: what the fuzzer sends is small, and the archive stays small too.
+            max_message_size: 64 * 1024,
+            ingestor,
+            tls: None,
+            logging: Arc::new(crate::runtime::LoggingSwitch::new(settings.logging)),
+            logins: Arc::new(crate::auth::Logins::standard()),
+            clock: Arc::new(crate::clock::SystemClock),
+            data_budget: Arc::new(tokio::sync::Semaphore::new(16 * 1024)),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            metrics: Arc::default(),
+            hard_stop: tokio_util::sync::CancellationToken::new(),
+        });
+        SmtpFixture {
+            runtime: paused_runtime(),
+            ctx,
+        }
+    })
+}
+
+/// A runtime on paused time: login delays and timeouts pass at once, not in seconds.
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime")
+}
+
+/// An SMTP session from a journaling source (loopback, so no AUTH needed) on a real
+/// archive: the input is what the client sends. Never a panic, the greeting always comes,
+/// and every reply line is a well-formed SMTP reply.
+pub fn smtp_session(data: &[u8]) {
+    let fixture = smtp_fixture();
+    let ctx = Arc::clone(&fixture.ctx);
+    let out = converse(&fixture.runtime, data.to_vec(), move |server, peer| {
+        crate::smtp::session::Session::new(ctx, server, peer).run(false)
+    });
+    assert!(
+        out.starts_with(b"220 "),
+        "no greeting: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let ok = line.len() >= 5
+            && line[..3].iter().all(u8::is_ascii_digit)
+            && matches!(line[3], b' ' | b'-')
+            && line.ends_with(b"\r");
+        assert!(
+            ok,
+            "not an SMTP reply line: {:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+}
+
+/// The directory's CSV readers (salespeople and contacts): problems with line numbers,
+/// never a panic.
+pub fn directory_csv(data: &[u8]) {
+    let _ = crate::directory::parse_salespeople(data, "fuzz.csv");
+    let _ = crate::directory::parse_contacts(data, "fuzz.csv");
+}
+
+/// A fresh directory for a fixture of this process, under the system's temporary one.
+/// Statics are never dropped: each run removes what runs that ended left behind.
+fn fixture_dir(what: &str) -> std::path::PathBuf {
+    let prefix = "mailjournal-fuzz-";
+    let tmp = std::env::temp_dir();
+    for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|n| n.split('-').next());
+        if pid.is_some_and(|p| !std::path::Path::new("/proc").join(p).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = tmp.join(format!("{prefix}{}-{what}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 /// One archive, runtime and IMAP context for every input of the session target.
 struct ImapFixture {
     runtime: tokio::runtime::Runtime,
@@ -142,18 +240,7 @@ pub const IMAP_ACCOUNTS: [(&str, &str); 2] = [("admin", "fuzz-admin"), ("alice",
 fn imap_fixture() -> &'static ImapFixture {
     static FIXTURE: OnceLock<ImapFixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        // Statics are never dropped: each run removes what runs that ended left behind.
-        let prefix = "mailjournal-fuzz-";
-        let tmp = std::env::temp_dir();
-        for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
-            let name = entry.file_name();
-            let pid = name.to_str().and_then(|n| n.strip_prefix(prefix));
-            if pid.is_some_and(|p| !std::path::Path::new("/proc").join(p).exists()) {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-        let dir = tmp.join(format!("{prefix}{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = fixture_dir("imap");
         let settings = settings(Some(&dir));
         let archive = Arc::new(Archive::open(&dir).expect("open the fuzz archive"));
         let (ingestor, _committer) =
@@ -188,13 +275,10 @@ fn imap_fixture() -> &'static ImapFixture {
             shutdown: tokio_util::sync::CancellationToken::new(),
             metrics: Arc::default(),
         });
-        // Paused time: login delays and timeouts pass at once, not in seconds.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("runtime");
-        ImapFixture { runtime, ctx }
+        ImapFixture {
+            runtime: paused_runtime(),
+            ctx,
+        }
     })
 }
 
@@ -219,7 +303,6 @@ pub fn imap_session(data: &[u8]) {
 
 /// Everything the server sent in the session [`imap_session`] runs.
 fn session_output(data: &[u8]) -> Vec<u8> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fixture = imap_fixture();
     let (first, rest) = data.split_first().map_or((0, data), |(f, r)| (*f, r));
     let mut input = Vec::with_capacity(rest.len() + 40);
@@ -229,11 +312,27 @@ fn session_output(data: &[u8]) -> Vec<u8> {
     }
     input.extend_from_slice(rest);
     let ctx = Arc::clone(&fixture.ctx);
-    fixture.runtime.block_on(async move {
+    converse(&fixture.runtime, input, move |server, peer| {
+        crate::imap::session::Session::new(ctx, server, peer).run(false)
+    })
+}
+
+/// Runs the session `start` makes over an in-memory stream from a loopback peer: sends
+/// `input`, closes the client's side, and returns everything the server sent until it
+/// closed. A panic of the session is a panic here.
+fn converse<F>(
+    runtime: &tokio::runtime::Runtime,
+    input: Vec<u8>,
+    start: impl FnOnce(tokio::io::DuplexStream, std::net::SocketAddr) -> F,
+) -> Vec<u8>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    runtime.block_on(async move {
         let (mut client, server) = tokio::io::duplex(1 << 16);
         let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));
-        let session =
-            tokio::spawn(crate::imap::session::Session::new(ctx, server, peer).run(false));
+        let session = tokio::spawn(start(server, peer));
         let (mut reader, mut writer) = tokio::io::split(&mut client);
         let write = async {
             let _ = writer.write_all(&input).await;
@@ -299,8 +398,37 @@ mod tests {
     }
 
     #[test]
+    fn smtp_session_corpus() {
+        replay("smtp_session", &[], super::smtp_session);
+    }
+
+    #[test]
+    fn directory_csv_corpus() {
+        replay(
+            "directory_csv",
+            &["tests/it/fixtures/directory"],
+            super::directory_csv,
+        );
+    }
+
+    #[test]
     fn imap_session_corpus() {
         replay("imap_session", &[], super::imap_session);
+    }
+
+    /// The SMTP harness really stores mail (one that never got past EHLO would fuzz
+    /// little).
+    #[test]
+    fn the_smtp_harness_takes_a_message() {
+        let fixture = super::smtp_fixture();
+        let ctx = std::sync::Arc::clone(&fixture.ctx);
+        let input = b"EHLO a\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<journal@example.com>\r\nDATA\r\nFrom: a@b.example\r\nSubject: x\r\n\r\nharness\r\n.\r\nQUIT\r\n";
+        let out = super::converse(&fixture.runtime, input.to_vec(), move |server, peer| {
+            crate::smtp::session::Session::new(ctx, server, peer).run(false)
+        });
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("250 2.0.0 OK "), "{text}");
+        assert!(text.contains("221 "), "{text}");
     }
 
     /// The session harness really runs commands (a harness that only saw the greeting
