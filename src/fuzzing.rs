@@ -256,6 +256,20 @@ fn imap_fixture() -> &'static ImapFixture {
         }
         // Kept for the process's life: the session's STOREs commit through it.
         std::mem::forget(ingestor);
+        // A directory, so that the salesperson account sees her own folders and mail.
+        let (salespeople, _) = crate::directory::parse_salespeople(
+            b"code,name,email\nAS,Alice Seller,alice@example.com\nBO,Bob Other,bob@example.com\n"
+                .as_slice(),
+            "fuzz",
+        );
+        let (contacts, _) = crate::directory::parse_contacts(
+            b"number,name,company,emails\n1,Marta Buyer,Fabrikam,marta@fabrikam.com\n2,Buyer,Fabrikam,buyer@fabrikam.com\n"
+                .as_slice(),
+            "fuzz",
+        );
+        archive
+            .put_directory(&salespeople, &contacts)
+            .expect("directory");
         for ((name, password), role) in IMAP_ACCOUNTS.iter().zip([Role::Admin, Role::Salesperson]) {
             let account = Account {
                 name: (*name).to_owned(),
@@ -440,5 +454,10 @@ mod tests {
         assert!(text.contains("L OK"), "{text}");
         assert!(text.contains("a OK"), "{text}");
         assert!(text.contains("* 1 FETCH (UID 1)"), "{text}");
+        // The salesperson sees her folders from the directory, not Bob's.
+        let out = super::session_output(b"\x01a LIST \"\" *\r\n");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("Salespeople/Alice Seller"), "{text}");
+        assert!(!text.contains("Bob Other"), "{text}");
     }
 }
