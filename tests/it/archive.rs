@@ -722,11 +722,8 @@ fn a_batch_in_the_log_but_not_in_the_database_is_filed_at_the_next_start() {
     assert_eq!(archive.stats().expect("stats").messages, 4);
 }
 
-/// Issue 11, defect 3: with its index (archive.redb) lost, the archive rebuilds it from the
-/// packs with the same UIDVALIDITY, UIDs and ids, so IMAP clients need no resync and
-/// `imap://…;UID=n` links keep working; the next message gets the next UID.
-#[test]
-fn a_rebuilt_index_keeps_uidvalidity_uids_and_ids() {
+/// A fresh archive with every golden fixture ingested.
+fn with_every_fixture() -> TestArchive {
     let t = TestArchive::new();
     for entry in std::fs::read_dir(fixtures()).expect("fixtures") {
         let path = entry.expect("entry").path();
@@ -737,6 +734,15 @@ fn a_rebuilt_index_keeps_uidvalidity_uids_and_ids() {
                 .expect("ingest");
         }
     }
+    t
+}
+
+/// Issue 11, defect 3: with its index (archive.redb) lost, the archive rebuilds it from the
+/// packs with the same UIDVALIDITY, UIDs and ids, so IMAP clients need no resync and
+/// `imap://…;UID=n` links keep working; the next message gets the next UID.
+#[test]
+fn a_rebuilt_index_keeps_uidvalidity_uids_and_ids() {
+    let t = with_every_fixture();
     let before_validity = t.archive().uidvalidity();
     let listing = |archive: &Archive| -> Vec<(u32, String, String)> {
         let junk = Filter {
@@ -790,16 +796,7 @@ fn a_rebuilt_index_keeps_uidvalidity_uids_and_ids() {
 /// header, bytes or check: what a rebuild reads) is reported by `verify`, every time.
 #[test]
 fn verify_finds_a_flipped_byte_anywhere_in_the_log() {
-    let t = TestArchive::new();
-    for entry in std::fs::read_dir(fixtures()).expect("fixtures") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "eml") {
-            let raw = std::fs::read(&path).expect("read");
-            t.ingestor()
-                .ingest_blocking(&raw, &envelope())
-                .expect("ingest");
-        }
-    }
+    let t = with_every_fixture();
     let clean = t.archive().verify(false, |_, _| {}).expect("verify");
     assert!(clean.problems.is_empty(), "{:?}", clean.problems);
     assert!(clean.frames_checked > 10, "{}", clean.frames_checked);
