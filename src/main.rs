@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use mailjournal::admin::{self, ListArgs, LogArgs, Request, Target, socket};
+use mailjournal::admin::{self, ExportArgs, ListArgs, LogArgs, Request, Target, socket};
 use mailjournal::archive::{self, Archive, Role};
 use mailjournal::clock::SystemClock;
 use mailjournal::config::{Logging, Settings};
@@ -57,6 +57,9 @@ enum Command {
     },
     /// List archived messages, oldest first.
     List(ListArgs),
+    /// Write messages out byte for byte, as .eml files, an mbox or a Maildir; `ingest` reads
+    /// them back. Run again after an interruption, it goes on where it stopped.
+    Export(ExportArgs),
     /// Write a message's original bytes to standard output.
     Show {
         /// The message's stable id, or its UID.
@@ -286,6 +289,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(mut args) => {
             args.header = std::io::stdout().is_terminal();
             Request::List(args)
+        }
+        Command::Export(mut args) => {
+            // Absolute: a running gateway resolves paths from its own directory.
+            args.dest = std::env::current_dir()
+                .context("the current directory")?
+                .join(&args.dest);
+            Request::Export(args)
         }
         Command::Show { id, meta } => Request::Show { id, meta },
         Command::Stats { json } => Request::Stats { json },

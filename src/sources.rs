@@ -162,9 +162,31 @@ struct MboxMessage {
     contents: Vec<u8>,
 }
 
+impl MboxMessage {
+    /// The message without the line break that separates it from the next `From ` line:
+    /// the blank line writers put after a message that ends with a line break, or the
+    /// line break that ends one that does not (`export --format mbox` writes one after
+    /// every message, so every message comes back byte for byte). A message of a file that
+    /// has no separator loses its last line break (its stable id does not change).
+    fn without_separator(mut self) -> Self {
+        let c = &mut self.contents;
+        let cut = if c.ends_with(b"\n\n") {
+            1
+        } else if c.ends_with(b"\r\n\r\n") {
+            2
+        } else {
+            usize::from(c.ends_with(b"\n"))
+        };
+        c.truncate(c.len() - cut);
+        self
+    }
+}
+
 /// The messages of an mbox: each starts at a line beginning with `From `, which is not part
-/// of it; a line of one or more `>` before `From ` loses one `>` (mboxrd quoting, which also
-/// undoes mboxo's). Lines before the first `From ` line are not a message.
+/// of it, and ends before the line break that precedes the next (see
+/// [`MboxMessage::without_separator`]); a line of one or more `>` before `From ` loses one
+/// `>` (mboxrd quoting, which also undoes mboxo's). Lines before the first `From ` line are
+/// not a message.
 struct Mbox<R> {
     reader: R,
     /// The message being read.
@@ -188,14 +210,14 @@ impl<R: std::io::BufRead> Iterator for Mbox<R> {
         loop {
             line.clear();
             match self.reader.read_until(b'\n', &mut line) {
-                Ok(0) => return self.current.take().map(Ok),
+                Ok(0) => return self.current.take().map(|m| Ok(m.without_separator())),
                 Ok(_) => {}
                 Err(e) => return Some(Err(e)),
             }
             if let Some(rest) = line.strip_prefix(b"From ") {
                 let next = from_line(rest);
                 match self.current.replace(next) {
-                    Some(done) => return Some(Ok(done)),
+                    Some(done) => return Some(Ok(done.without_separator())),
                     None => continue,
                 }
             }
@@ -357,18 +379,19 @@ Subject: three\n";
                 MboxMessage {
                     sender: Some("alice@contoso.com".into()),
                     date: Some(1_174_770_000),
-                    contents: b"Subject: one\n\nFrom the start\n>From here\n> From nothing\n\n"
+                    contents: b"Subject: one\n\nFrom the start\n>From here\n> From nothing\n"
                         .to_vec(),
                 },
                 MboxMessage {
                     sender: None,
                     date: Some(1_174_777_200),
-                    contents: b"Subject: two\n".to_vec(),
+                    // No blank line before the next `From `: the line break separates.
+                    contents: b"Subject: two".to_vec(),
                 },
                 MboxMessage {
                     sender: None,
                     date: None,
-                    contents: b"Subject: three\n".to_vec(),
+                    contents: b"Subject: three".to_vec(),
                 },
             ]
         );

@@ -34,13 +34,15 @@ pub enum Error {
     Ingest(#[from] ingest::Error),
     #[error("{0}")]
     Usage(String),
+    #[error("{0}")]
+    Export(#[from] crate::export::Error),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
 }
 
-/// The arguments of `list`, shared by the command line and the admin socket.
-#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
-pub struct ListArgs {
+/// Which messages `list` and `export` take, shared by the command line and the admin socket.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, clap::Args)]
+pub struct FilterArgs {
     /// inbound, outbound, internal or external.
     #[arg(long)]
     pub direction: Option<Direction>,
@@ -53,12 +55,41 @@ pub struct ListArgs {
     /// Messages this address sent or received.
     #[arg(long)]
     pub address: Option<String>,
-    /// List quarantined junk instead.
+    /// Quarantined junk instead.
     #[arg(long)]
     pub junk: bool,
     /// At most this many.
     #[arg(long)]
     pub limit: Option<usize>,
+}
+
+impl FilterArgs {
+    /// The archive's filter (the address normalized).
+    pub fn filter(&self) -> Result<Filter, Error> {
+        let address = match &self.address {
+            Some(a) => Some(
+                crate::address::normalize(a)
+                    .ok_or_else(|| Error::Usage(format!("{a:?} is not an e-mail address")))?,
+            ),
+            None => None,
+        };
+        Ok(Filter {
+            direction: self.direction,
+            since: self.since,
+            until: self.until,
+            address,
+            junk: self.junk,
+            limit: self.limit,
+        })
+    }
+}
+
+/// The arguments of `list`, shared by the command line and the admin socket.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub filter: FilterArgs,
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
@@ -66,6 +97,23 @@ pub struct ListArgs {
     #[arg(skip)]
     #[serde(default)]
     pub header: bool,
+}
+
+/// The arguments of `export`.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub filter: FilterArgs,
+    /// eml (a directory of .eml files), mbox (one file) or maildir.
+    #[arg(long, default_value = "eml")]
+    pub format: crate::export::Format,
+    /// Where to write: a directory (eml, maildir) or a file (mbox). An absolute path when
+    /// it comes over the admin socket.
+    pub dest: PathBuf,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A command, as the CLI parsed it. Its `Debug` form is [`Request::describe`]: what a log
@@ -77,6 +125,8 @@ pub enum Request {
         json: bool,
     },
     List(ListArgs),
+    /// Write messages out byte for byte (eml, mbox, Maildir).
+    Export(ExportArgs),
     Show {
         id: String,
         meta: bool,
@@ -148,6 +198,7 @@ impl Request {
         match self {
             Request::Ingest { .. } => "ingest",
             Request::List(_) => "list",
+            Request::Export(_) => "export",
             Request::Show { .. } => "show",
             Request::Stats { .. } => "stats",
             Request::Verify { .. } => "verify",
@@ -254,30 +305,11 @@ pub fn execute(
     match request {
         Request::Ingest { paths, json } => ingest(target, &paths, json, out, err),
         Request::List(ListArgs {
-            direction,
-            since,
-            until,
-            address,
-            junk,
-            limit,
+            filter,
             json,
             header,
         }) => {
-            let address = match address {
-                Some(a) => Some(
-                    crate::address::normalize(&a)
-                        .ok_or_else(|| Error::Usage(format!("{a:?} is not an e-mail address")))?,
-                ),
-                None => None,
-            };
-            let filter = Filter {
-                direction,
-                since,
-                until,
-                address,
-                junk,
-                limit,
-            };
+            let filter = filter.filter()?;
             if header && !json {
                 writeln!(
                     out,
@@ -287,6 +319,7 @@ pub fn execute(
             }
             list(target.archive, &filter, json, out)
         }
+        Request::Export(args) => export(target, &args, out),
         Request::Show { id, meta } => show(target.archive, &id, meta, out),
         Request::Stats { json } => stats(target.archive, json, out),
         Request::Verify { repair } => verify(target, repair, out),
@@ -653,6 +686,70 @@ fn list(archive: &Archive, filter: &Filter, json: bool, out: &mut dyn Write) -> 
                 m.subject.as_deref().unwrap_or("")
             )?;
         }
+    }
+    Ok(0)
+}
+
+fn export(target: &Target<'_>, args: &ExportArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    use crate::export::{Exporter, Item, Written};
+    let filter = args.filter.filter()?;
+    // What a resumed export must share with the one it finishes.
+    let arguments =
+        serde_json::to_string(&(args.format, &args.filter)).map_err(std::io::Error::other)?;
+    let records = target.archive.list(&filter)?;
+    let mut exporter = Exporter::open(args.format, &args.dest, &arguments)?;
+    let bar = if target.progress {
+        let bar = indicatif::ProgressBar::new(records.len() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} {pos}/{len} messages [{bar:30}] {msg} ({eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let (mut exported, mut already, mut bytes) = (0u64, 0u64, 0u64);
+    for record in &records {
+        let raw = target.archive.raw(record)?;
+        let item = Item {
+            id: &record.id,
+            uid: record.uid,
+            copy: 1,
+            received_at: record.meta.received_at,
+            sender: record.meta.sender.as_deref(),
+            raw: &raw,
+        };
+        match exporter.write(&item)? {
+            Written::New => {
+                exported += 1;
+                bytes += raw.len() as u64;
+            }
+            Written::AlreadyThere => already += 1,
+        }
+        bar.inc(1);
+        bar.set_message(bytesize(bytes));
+    }
+    exporter.finish()?;
+    bar.finish_and_clear();
+    if args.json {
+        let v = serde_json::json!({
+            "format": args.format,
+            "dest": args.dest,
+            "exported": exported,
+            "already_there": already,
+            "bytes": bytes,
+        });
+        serde_json::to_writer(&mut *out, &v).map_err(std::io::Error::other)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "exported {exported} messages ({}) to {} as {}; {already} were there already",
+            bytesize(bytes),
+            args.dest.display(),
+            args.format
+        )?;
     }
     Ok(0)
 }

@@ -3,6 +3,7 @@
 mod archive;
 mod cli;
 mod crash;
+mod export;
 mod golden;
 mod http;
 mod imap;

@@ -1,0 +1,250 @@
+//! `mailjournal export`: every message out byte for byte, and back in with `ingest` under
+//! the same ids (issue 11, Export).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use mailjournal::admin::FilterArgs;
+use mailjournal::export::{Format, progress_path};
+
+use crate::support::{fixtures, mailjournal};
+
+/// Messages that mbox quoting and separators get wrong when done carelessly.
+const AWKWARD: [(&str, &[u8]); 4] = [
+    (
+        "from-lines.eml",
+        b"From: marta@fabrikam.com\r\nTo: alice@contoso.com\r\nSubject: From lines\r\n\
+Message-ID: <from-lines@f>\r\n\r\nFrom the start.\r\n>From once quoted.\r\n>>From twice.\r\n\
+From \r\nFrom\r\n",
+    ),
+    (
+        "no-final-newline.eml",
+        b"From: marta@fabrikam.com\nTo: alice@contoso.com\nSubject: cut short\n\
+Message-ID: <short@f>\n\nthe last line has no line break",
+    ),
+    (
+        "trailing-blank-lines.eml",
+        b"From: marta@fabrikam.com\r\nTo: alice@contoso.com\r\nSubject: blank lines\r\n\
+Message-ID: <blank@f>\r\n\r\nbody\r\n\r\n\r\n",
+    ),
+    (
+        "bare-lf-blank.eml",
+        b"From: marta@fabrikam.com\nTo: alice@contoso.com\nSubject: lf blank\n\
+Message-ID: <lf-blank@f>\n\nbody\n\n",
+    ),
+];
+
+fn run(args: &[&str], data: &Path) -> String {
+    let out = mailjournal(args, data);
+    assert!(
+        out.status.success(),
+        "mailjournal {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Every message of the archive in `data`: id -> its bytes.
+fn contents(data: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut all = BTreeMap::new();
+    for junk in [false, true] {
+        let mut args = vec!["list", "--json"];
+        if junk {
+            args.push("--junk");
+        }
+        for line in run(&args, data).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json");
+            let id = v["id"].as_str().expect("id").to_owned();
+            let raw = mailjournal(&["show", &id], data).stdout;
+            all.insert(id, raw);
+        }
+    }
+    all
+}
+
+/// An archive with every fixture and the awkward messages, ingested from files.
+fn source_archive() -> (tempfile::TempDir, BTreeMap<String, Vec<u8>>) {
+    let src = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(fixtures()).expect("fixtures") {
+        let p = entry.expect("entry").path();
+        if p.extension().is_some_and(|e| e == "eml") {
+            std::fs::copy(&p, src.path().join(p.file_name().expect("name"))).expect("copy");
+        }
+    }
+    for (name, raw) in AWKWARD {
+        std::fs::write(src.path().join(name), raw).expect("write");
+    }
+    let data = tempfile::tempdir().expect("tempdir");
+    // Some fixtures are refused on purpose (empty, oversized): the rest are stored.
+    let _ = mailjournal(&["ingest", path(src.path())], data.path());
+    let all = contents(data.path());
+    for (_, raw) in AWKWARD {
+        assert!(
+            all.values().any(|v| v == raw),
+            "the awkward message is archived as it was: {}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    (data, all)
+}
+
+#[test]
+fn every_format_round_trips_through_ingest_with_the_same_ids_and_bytes() {
+    let (data, before) = source_archive();
+    assert!(before.len() > 20, "{} messages", before.len());
+    let out = tempfile::tempdir().expect("tempdir");
+    for format in ["eml", "mbox", "maildir"] {
+        let dest = out.path().join(format!("export.{format}"));
+        // Twice: junk is exported only when asked for, as `list` lists it.
+        let text = run(&["export", "--format", format, path(&dest)], data.path());
+        assert!(text.starts_with("exported "), "{text}");
+        let junk_dest = out.path().join(format!("junk.{format}"));
+        run(
+            &["export", "--junk", "--format", format, path(&junk_dest)],
+            data.path(),
+        );
+        let fresh = tempfile::tempdir().expect("tempdir");
+        run(&["ingest", path(&dest), path(&junk_dest)], fresh.path());
+        let after = contents(fresh.path());
+        assert_eq!(
+            after.keys().collect::<Vec<_>>(),
+            before.keys().collect::<Vec<_>>(),
+            "{format}: the same ids"
+        );
+        for (id, raw) in &before {
+            assert!(after[id] == *raw, "{format}: {id} comes back byte for byte");
+        }
+    }
+    // What the files are: one per message in a directory, an mboxrd file.
+    let eml = out.path().join("export.eml");
+    let first = before.keys().next().expect("an id");
+    assert_eq!(
+        std::fs::read(eml.join(format!("{first}.eml"))).expect("read"),
+        before[first]
+    );
+    let mbox = std::fs::read(out.path().join("export.mbox")).expect("read");
+    let text = String::from_utf8_lossy(&mbox);
+    assert!(
+        text.contains(
+            "\n>From the start.\r\n>>From once quoted.\r\n>>>From twice.\r\n>From \r\nFrom\r\n"
+        ),
+        "mboxrd quoting"
+    );
+    assert!(text.starts_with("From "), "{}", &text[..80.min(text.len())]);
+    let cur = std::fs::read_dir(out.path().join("export.maildir/cur"))
+        .expect("cur")
+        .count();
+    assert_eq!(
+        cur,
+        before.len()
+            - std::fs::read_dir(out.path().join("junk.maildir/cur"))
+                .expect("cur")
+                .count()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    for p in [
+        eml.join(format!("{first}.eml")),
+        out.path().join("export.mbox"),
+    ] {
+        let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is owner-only: {mode:o}", p.display());
+    }
+}
+
+#[test]
+fn an_interrupted_export_goes_on_where_it_stopped() {
+    let (data, before) = source_archive();
+    let out = tempfile::tempdir().expect("tempdir");
+    let whole = out.path().join("whole.mbox");
+    run(&["export", "--format", "mbox", path(&whole)], data.path());
+    let whole_bytes = std::fs::read(&whole).expect("read");
+    assert!(
+        !progress_path(&whole).exists(),
+        "a finished export leaves no progress file"
+    );
+
+    // An export that stopped after its third message, halfway through the fourth: its
+    // last progress file says three, and the file goes on with a torn message.
+    let uids: Vec<u32> = run(&["list", "--json"], data.path())
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            u32::try_from(v["uid"].as_u64().expect("uid")).expect("u32")
+        })
+        .collect();
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(memchr_all(&whole_bytes).into_iter().map(|i| i + 1))
+        .collect();
+    let cut = starts[3];
+    let torn = out.path().join("torn.mbox");
+    let mut bytes = whole_bytes[..cut].to_vec();
+    bytes.extend_from_slice(&whole_bytes[cut..cut + 40]);
+    std::fs::write(&torn, &bytes).expect("write");
+    let arguments = serde_json::to_string(&(Format::Mbox, &FilterArgs::default())).expect("json");
+    let progress =
+        serde_json::json!({ "arguments": arguments, "last": [uids[2], 1], "length": cut });
+    std::fs::write(progress_path(&torn), progress.to_string()).expect("write");
+
+    // Other arguments do not finish it.
+    let other = mailjournal(
+        &[
+            "export",
+            "--format",
+            "mbox",
+            "--direction",
+            "inbound",
+            path(&torn),
+        ],
+        data.path(),
+    );
+    assert!(!other.status.success());
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("unfinished export with other arguments"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+
+    let text = run(&["export", "--format", "mbox", path(&torn)], data.path());
+    assert!(text.contains("; 3 were there already"), "{text}");
+    assert!(
+        std::fs::read(&torn).expect("read") == whole_bytes,
+        "the resumed export is the uninterrupted one, byte for byte"
+    );
+    assert!(!progress_path(&torn).exists());
+
+    // A finished mbox is never overwritten; a directory export run again writes nothing.
+    let again = mailjournal(&["export", "--format", "mbox", path(&whole)], data.path());
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("exists and is no unfinished export"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let dir = out.path().join("eml");
+    run(&["export", path(&dir)], data.path());
+    let text = run(&["export", path(&dir)], data.path());
+    let logged = before.len()
+        - run(&["list", "--json", "--junk"], data.path())
+            .lines()
+            .count();
+    assert!(
+        text.starts_with(&format!("exported 0 messages (0 B) to {}", dir.display()))
+            && text.contains(&format!("; {logged} were there already")),
+        "{text}"
+    );
+}
+
+/// Offsets of the `\n` before each `From ` line of an mbox we wrote (ours quote every
+/// other `From ` at a line start, so each is a message's first line).
+fn memchr_all(mbox: &[u8]) -> Vec<usize> {
+    mbox.windows(6)
+        .enumerate()
+        .filter(|(_, w)| *w == b"\nFrom ")
+        .map(|(i, _)| i)
+        .collect()
+}
