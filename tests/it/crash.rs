@@ -19,8 +19,15 @@ use crate::support::{TEST_CONFIG, mailjournal};
 
 /// Concurrent SMTP sessions per round.
 const SESSIONS: u32 = 20;
-/// Crash rounds.
+/// Crash rounds (`MAILJOURNAL_CRASH_ROUNDS` sets another number: `scripts/crash-test`).
 const ROUNDS: u32 = 6;
+
+fn rounds() -> u32 {
+    std::env::var("MAILJOURNAL_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ROUNDS)
+}
 /// Acknowledged messages (all sessions together) a round must see before its kill.
 const MIN_ACKS_BEFORE_KILL: usize = 20;
 /// The journal mailbox the test config accepts (set explicitly, see `Server::start`).
@@ -409,6 +416,28 @@ fn log_tail(log: &Path) -> String {
     )
 }
 
+/// `mailjournal serve` on `data` with its SMTP listener on `port`, output to `log`.
+fn spawn(config: &Path, data: &Path, port: u16, log: std::fs::File) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_mailjournal"))
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .env("MAILJOURNAL_DATA_DIR", data)
+        .env("MAILJOURNAL_SMTP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("MAILJOURNAL_IMAP_LISTEN", "")
+        .env("MAILJOURNAL_IMAPS_LISTEN", "")
+        .env("MAILJOURNAL_HTTP_LISTEN", "")
+        .env("MAILJOURNAL_JOURNAL_ADDRESSES", JOURNAL)
+        .env_remove("MAILJOURNAL_SMTPS_LISTEN")
+        .env_remove("MAILJOURNAL_ORG_DOMAINS")
+        .env_remove("MAILJOURNAL_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().expect("clone log handle")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn mailjournal serve")
+}
+
 /// `mailjournal serve`, running.
 struct Server {
     child: Child,
@@ -434,24 +463,7 @@ impl Server {
                 .open(log)
                 .expect("open the server log");
             writeln!(file, "=== test: start ({what}) on 127.0.0.1:{port} ===").expect("write log");
-            let child = Command::new(env!("CARGO_BIN_EXE_mailjournal"))
-                .arg("--config")
-                .arg(&config)
-                .arg("serve")
-                .env("MAILJOURNAL_DATA_DIR", data)
-                .env("MAILJOURNAL_SMTP_LISTEN", format!("127.0.0.1:{port}"))
-                .env("MAILJOURNAL_IMAP_LISTEN", "")
-                .env("MAILJOURNAL_IMAPS_LISTEN", "")
-                .env("MAILJOURNAL_HTTP_LISTEN", "")
-                .env("MAILJOURNAL_JOURNAL_ADDRESSES", JOURNAL)
-                .env_remove("MAILJOURNAL_SMTPS_LISTEN")
-                .env_remove("MAILJOURNAL_ORG_DOMAINS")
-                .env_remove("MAILJOURNAL_LOG")
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(file.try_clone().expect("clone log handle")))
-                .stderr(Stdio::from(file))
-                .spawn()
-                .expect("spawn mailjournal serve");
+            let child = spawn(&config, data, port, file);
             let mut server = Server {
                 child,
                 port,
@@ -501,6 +513,20 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// Starts the gateway on the crashed archive `data` and SIGKILLs it `after` that,
+    /// ready or not: mostly while it is still recovering what the crash left.
+    fn kill_while_starting(data: &Path, log: &Path, after: Duration) {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the server log");
+        let mut child = spawn(&data.join("test-config.toml"), data, free_port(), file);
+        std::thread::sleep(after);
+        child.kill().expect("SIGKILL the server");
+        child.wait().expect("reap the server");
     }
 
     /// SIGKILL: no chance to finish anything.
@@ -777,12 +803,13 @@ fn sigkill_under_load_loses_no_acknowledged_message_and_resending_creates_no_dup
     let log = work.path().join("server.log");
     let mut all: Vec<Attempt> = Vec::new();
 
-    for round in 0..ROUNDS {
+    let rounds = rounds();
+    for round in 0..rounds {
         let mut server = Server::start(&data, &log, &format!("round {round}"));
         let port = server.port;
         // Varying kill moments: 150 ms, 320 ms, ... after the load starts, and never before
         // MIN_ACKS_BEFORE_KILL messages were acknowledged.
-        let kill_at = Duration::from_millis(150 + 170 * u64::from(round));
+        let kill_at = Duration::from_millis(150 + 170 * u64::from(round % 12));
         let stop = AtomicBool::new(false);
         let acks = AtomicUsize::new(0);
         let deadline = Instant::now() + ACK_TIMEOUT + Duration::from_secs(5);
@@ -844,6 +871,11 @@ fn sigkill_under_load_loses_no_acknowledged_message_and_resending_creates_no_dup
         // Both ways back from a crash: the CLI opening the crashed archive first, or the
         // gateway restarting on it first. Either way the gateway must start and stop cleanly.
         let when = format!("after the crash of round {round}");
+        // Every third round, a crash during the recovery from the crash, too.
+        if round % 3 == 2 {
+            let after = Duration::from_millis(5 + 13 * u64::from(round % 7));
+            Server::kill_while_starting(&data, &log, after);
+        }
         let listed = if round.is_multiple_of(2) {
             let listed = check_after_crash(&data, &log, &all, &when);
             Server::start(&data, &log, &format!("restart after round {round}")).stop(&when);
@@ -981,7 +1013,7 @@ fn sigkill_under_load_loses_no_acknowledged_message_and_resending_creates_no_dup
         "crash test: {} rounds, {} messages ({} acknowledged, {} not, of which {} had been \
          committed), {large} large, {files} blob files; re-sent {} unacknowledged and {} \
          acknowledged without duplicates; {:.1} s",
-        ROUNDS,
+        rounds,
         keys.len(),
         acked.len(),
         unacked.len(),
