@@ -59,6 +59,7 @@ pub fn load(settings: &TlsSettings, data_dir: &Path, hostname: &str) -> Result<T
             (cert, key)
         }
     };
+    check_permissions(&cert, &key)?;
     let file_error = |path: &Path| {
         let path = path.to_path_buf();
         move |e: rustls_pki_types::pem::Error| Error::File {
@@ -87,6 +88,50 @@ pub fn load(settings: &TlsSettings, data_dir: &Path, hostname: &str) -> Result<T
         fingerprint,
         source: cert.display().to_string(),
     })
+}
+
+/// Refuses a private key that every local user may read or write, or that its group may
+/// change, and a certificate that anyone but its owner may change (someone could put their
+/// own in its place), as OpenSSH refuses an unprotected host key. A group-readable key
+/// (`root:mailjournal 0640`) is fine. A missing file is left to the reader's error.
+fn check_permissions(cert: &Path, key: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777)
+    };
+    let refuse = |path: &Path, mode: u32, what: &str, fix: &str| Error::File {
+        path: path.to_path_buf(),
+        reason: format!("{what} (mode {mode:04o}); {fix}"),
+    };
+    if let Some(m) = mode(key) {
+        if m & 0o007 != 0 {
+            return Err(refuse(
+                key,
+                m,
+                "the private key is open to every local user",
+                "make it owner-only: chmod 600 (or 640 with the gateway's group)",
+            ));
+        }
+        if m & 0o020 != 0 {
+            return Err(refuse(
+                key,
+                m,
+                "the private key may be changed by its group",
+                "chmod g-w",
+            ));
+        }
+    }
+    if let Some(m) = mode(cert).filter(|m| m & 0o022 != 0) {
+        return Err(refuse(
+            cert,
+            m,
+            "the certificate may be changed by others than its owner",
+            "chmod go-w",
+        ));
+    }
+    Ok(())
 }
 
 /// Generates a self-signed certificate for `hostname` (and localhost, 127.0.0.1, ::1).
@@ -201,6 +246,45 @@ mod tests {
         assert!(has(b"261202000000Z"), "not before");
         assert!(has(b"281202000000Z"), "not after");
         assert!(!has(b"750101000000Z"));
+    }
+
+    #[test]
+    fn keys_open_to_others_and_certificates_others_may_change_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        load(&TlsSettings::SelfSigned, dir.path(), "mx.test").expect("generate");
+        let cert = dir.path().join("tls/self-signed-cert.pem");
+        let key = dir.path().join("tls/self-signed-key.pem");
+        let settings = TlsSettings::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        let chmod = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        };
+        for (key_mode, cert_mode, refused) in [
+            (0o600, 0o644, None),
+            (0o640, 0o644, None),
+            (0o400, 0o444, None),
+            (
+                0o644,
+                0o644,
+                Some("the private key is open to every local user (mode 0644)"),
+            ),
+            (0o604, 0o644, Some("open to every local user")),
+            (0o660, 0o644, Some("may be changed by its group")),
+            (0o600, 0o664, Some("the certificate may be changed")),
+            (0o600, 0o646, Some("the certificate may be changed")),
+        ] {
+            chmod(&key, key_mode);
+            chmod(&cert, cert_mode);
+            match (load(&settings, dir.path(), "mx.test"), refused) {
+                (Ok(_), None) => {}
+                (Err(e), Some(want)) => assert!(e.to_string().contains(want), "{e}"),
+                (Ok(_), Some(want)) => panic!("{key_mode:o}/{cert_mode:o}: want {want}"),
+                (Err(e), None) => panic!("{key_mode:o}/{cert_mode:o}: {e}"),
+            }
+        }
     }
 
     #[test]

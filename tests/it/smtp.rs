@@ -207,6 +207,82 @@ async fn sources_outside_the_allow_list_must_authenticate() {
     assert_eq!(stored[0].0.copies, 2);
 }
 
+/// Issue 12: TLS 1.2 and 1.3 only, and only AEAD suites with forward secrecy, checked with
+/// OpenSSL (Python's ssl) as the client, which is told to offer what we refuse.
+#[tokio::test]
+async fn tls_refuses_old_protocols_and_weak_suites() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&server_settings(dir.path())).await;
+    let addr = server.smtps_addr.expect("smtps");
+    let script = format!(
+        r#"
+import socket, ssl
+def attempt(name, maximum=None, minimum=None, ciphers=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    if minimum:
+        ctx.minimum_version = minimum
+    if maximum:
+        ctx.maximum_version = maximum
+    try:
+        with socket.create_connection(("127.0.0.1", {port}), timeout=10) as raw:
+            with ctx.wrap_socket(raw) as tls:
+                print(name, "accepted", tls.version(), tls.cipher()[0])
+    except ssl.SSLError as e:
+        print(name, "refused", e.reason)
+V = ssl.TLSVersion
+attempt("tls1.0", maximum=V.TLSv1, minimum=V.TLSv1, ciphers="DEFAULT:@SECLEVEL=0")
+attempt("tls1.1", maximum=V.TLSv1_1, minimum=V.TLSv1_1, ciphers="DEFAULT:@SECLEVEL=0")
+attempt("cbc", maximum=V.TLSv1_2, ciphers="ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384:@SECLEVEL=0")
+attempt("static-rsa", maximum=V.TLSv1_2, ciphers="AES128-GCM-SHA256:AES256-SHA256:@SECLEVEL=0")
+attempt("tls1.2", maximum=V.TLSv1_2, minimum=V.TLSv1_2)
+attempt("tls1.3", minimum=V.TLSv1_3)
+"#,
+        port = addr.port()
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(&script)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: std::collections::BTreeMap<&str, &str> =
+        text.lines().filter_map(|l| l.split_once(' ')).collect();
+    for old in ["tls1.0", "tls1.1", "cbc", "static-rsa"] {
+        // Refused by the server (an alert), not by the client's own configuration.
+        let got = lines.get(old).copied().unwrap_or("");
+        assert!(
+            got.starts_with("refused") && got.to_ascii_uppercase().contains("ALERT"),
+            "{old}: {got}\n{text}"
+        );
+    }
+    assert!(
+        lines
+            .get("tls1.2")
+            .is_some_and(|l| l.starts_with("accepted TLSv1.2 ECDHE-")),
+        "{text}"
+    );
+    assert!(
+        lines
+            .get("tls1.3")
+            .is_some_and(|l| l.starts_with("accepted TLSv1.3")),
+        "{text}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn python_smtplib_is_an_independent_client() {
     let dir = tempfile::tempdir().expect("tempdir");

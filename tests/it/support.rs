@@ -144,6 +144,9 @@ pub fn test_certificate(dir: &Path) -> (mailjournal::config::TlsSettings, String
     let key = dir.join("key.pem");
     std::fs::write(&cert, generated.cert.pem()).expect("write cert");
     std::fs::write(&key, generated.signing_key.serialize_pem()).expect("write key");
+    // Owner-only, as the gateway requires of a private key.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
     (
         mailjournal::config::TlsSettings::Files { cert, key },
         generated.cert.pem(),
