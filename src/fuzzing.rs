@@ -315,6 +315,43 @@ pub fn imap_session(data: &[u8]) {
     );
 }
 
+/// A whole HTTP/1.1 connection from a loopback peer on the session fixture's archive,
+/// directory and accounts (see [`IMAP_ACCOUNTS`]; Basic auth, signed links): hyper's
+/// parser, the router and every handler. Never a panic, never a `500` (a handler's error
+/// that is not the client's fault), and what is sent back are HTTP/1.1 responses.
+pub fn http_session(data: &[u8]) {
+    let out = http_output(data);
+    assert!(
+        out.is_empty() || out.starts_with(b"HTTP/1.1 "),
+        "not a response: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    assert!(
+        memchr::memmem::find(&out, b"HTTP/1.1 500 ").is_none(),
+        "an internal error: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+/// Everything the server sent on the connection [`http_session`] runs.
+fn http_output(data: &[u8]) -> Vec<u8> {
+    static CTX: OnceLock<Arc<crate::http::Context>> = OnceLock::new();
+    let fixture = imap_fixture();
+    let ctx = Arc::clone(CTX.get_or_init(|| {
+        Arc::new(crate::http::Context {
+            settings: settings(None).http,
+            archive: Arc::clone(&fixture.ctx.archive),
+            metrics: Arc::default(),
+            logins: Arc::clone(&fixture.ctx.logins),
+            tokens: crate::http::Tokens::from_key(&[7; crate::http::token::KEY_LEN]),
+            clock: Arc::new(crate::clock::FixedClock::new(1_700_000_000 + 10 * 86_400)),
+        })
+    }));
+    converse(&fixture.runtime, data.to_vec(), move |server, peer| {
+        crate::http::serve_connection(ctx, server, peer)
+    })
+}
+
 /// Everything the server sent in the session [`imap_session`] runs.
 fn session_output(data: &[u8]) -> Vec<u8> {
     let fixture = imap_fixture();
@@ -428,6 +465,51 @@ mod tests {
     #[test]
     fn imap_session_corpus() {
         replay("imap_session", &[], super::imap_session);
+    }
+
+    #[test]
+    fn http_session_corpus() {
+        replay("http_session", &[], super::http_session);
+    }
+
+    /// The HTTP harness really answers, and checks who asks: the admin reads a message,
+    /// the salesperson gets 404 for one she may not read, a stranger 401.
+    #[test]
+    fn the_http_harness_serves_and_checks_access() {
+        let get = |path: &str, auth: &str| {
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\nConnection: close\r\n\r\n",
+                data_encoding::BASE64.encode(auth.as_bytes())
+            );
+            String::from_utf8_lossy(&super::http_output(request.as_bytes())).into_owned()
+        };
+        let list = get("/api/interactions", "admin:fuzz-admin");
+        assert!(list.starts_with("HTTP/1.1 200 "), "{list}");
+        let fixture = super::imap_fixture();
+        let records = fixture
+            .ctx
+            .archive
+            .list(&crate::archive::Filter::default())
+            .expect("list");
+        let id = &records.first().expect("a message").id;
+        let text = get(&format!("/m/{id}"), "admin:fuzz-admin");
+        assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+        assert!(text.contains("Hello Alice"), "{text}");
+        let text = get(&format!("/m/{id}"), "admin:wrong");
+        assert!(text.starts_with("HTTP/1.1 401 "), "{text}");
+        let unseen = records
+            .iter()
+            .find(|r| {
+                let m = &r.meta;
+                let alice = "alice@example.com";
+                !m.recipients.addresses().any(|a| a == alice)
+                    && m.from.as_ref().is_none_or(|f| f.address != alice)
+                    && m.sender.as_deref() != Some(alice)
+            })
+            .map(|r| r.id.clone());
+        let unseen = unseen.expect("a message Alice is no party to");
+        let text = get(&format!("/m/{unseen}"), "alice:fuzz-alice");
+        assert!(text.starts_with("HTTP/1.1 404 "), "{text}");
     }
 
     /// The SMTP harness really stores mail (one that never got past EHLO would fuzz

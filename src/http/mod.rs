@@ -214,6 +214,8 @@ where
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        // A client that shuts down its side after the request still gets the answer.
+        .half_close(true)
         .max_headers(64);
     let connection = builder.serve_connection(TokioIo::new(io), service);
     let mut connection = std::pin::pin!(connection);
@@ -233,6 +235,17 @@ where
     if let Err(e) = result {
         tracing::debug!(error = %e, "HTTP connection ended with an error");
     }
+}
+
+/// One connection from `peer` over `io`, served until the client closes it: the fuzz
+/// harness's way in (`crate::fuzzing::http_session`).
+#[cfg(any(test, fuzzing))]
+pub async fn serve_connection<I>(ctx: Arc<Context>, io: I, peer: SocketAddr)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let app = routes::router(Arc::new(Shared { ctx }));
+    serve(app, io, peer, CancellationToken::new()).await;
 }
 
 /// Runs archive work (redb reads, blob reads, argon2) off the async workers.

@@ -19,7 +19,8 @@ use crate::archive::StableId;
 /// The key's file name in the data directory.
 pub const KEY_FILE: &str = "link-key";
 
-const KEY_LEN: usize = 32;
+/// The link key's length in bytes.
+pub const KEY_LEN: usize = 32;
 const EXPIRY_LEN: usize = 8;
 const TAG_LEN: usize = 32;
 /// Separates link tags from any other use the key might get one day.
