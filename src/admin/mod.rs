@@ -80,6 +80,9 @@ pub enum Request {
     Show {
         id: String,
         meta: bool,
+        /// Copy N (1: the first copy, the default).
+        #[serde(default)]
+        copy: Option<u32>,
     },
     Stats {
         json: bool,
@@ -287,7 +290,7 @@ pub fn execute(
             }
             list(target.archive, &filter, json, out)
         }
-        Request::Show { id, meta } => show(target.archive, &id, meta, out),
+        Request::Show { id, meta, copy } => show(target.archive, &id, meta, copy, out),
         Request::Stats { json } => stats(target.archive, json, out),
         Request::Verify { repair } => verify(target, repair, out),
         Request::Logging { state } => logging(target, state, out),
@@ -635,9 +638,16 @@ fn ingest(
 }
 
 fn list(archive: &Archive, filter: &Filter, json: bool, out: &mut dyn Write) -> Result<i32, Error> {
-    for r in archive.list(filter)? {
+    let records = archive.list(filter)?;
+    let copies = if json {
+        archive.copies_of(&records)?
+    } else {
+        Vec::new()
+    };
+    for (i, r) in records.iter().enumerate() {
         if json {
-            serde_json::to_writer(&mut *out, &r.view()).map_err(std::io::Error::other)?;
+            let copies = copies.get(i).map_or(&[][..], Vec::as_slice);
+            serde_json::to_writer(&mut *out, &r.view(copies)).map_err(std::io::Error::other)?;
             writeln!(out)?;
         } else {
             let m = &r.meta;
@@ -668,11 +678,27 @@ pub fn find(archive: &Archive, key: &str) -> Result<Record, Error> {
     record.ok_or_else(|| Error::Usage(format!("no message {key} in the archive")))
 }
 
-fn show(archive: &Archive, key: &str, meta: bool, out: &mut dyn Write) -> Result<i32, Error> {
+fn show(
+    archive: &Archive,
+    key: &str,
+    meta: bool,
+    copy: Option<u32>,
+    out: &mut dyn Write,
+) -> Result<i32, Error> {
     let record = find(archive, key)?;
     if meta {
-        serde_json::to_writer_pretty(&mut *out, &record.view()).map_err(std::io::Error::other)?;
+        let copies = archive.copies(record.uid)?;
+        serde_json::to_writer_pretty(&mut *out, &record.view(&copies))
+            .map_err(std::io::Error::other)?;
         writeln!(out)?;
+    } else if let Some(n) = copy.filter(|&n| n != 1) {
+        let Some(raw) = archive.copy_raw(record.uid, n)? else {
+            let kept = archive.copies(record.uid)?.len();
+            return Err(Error::Usage(format!(
+                "message {key} has no copy {n}: {kept} kept (numbered from 1)"
+            )));
+        };
+        out.write_all(&raw)?;
     } else {
         out.write_all(&archive.raw(&record)?)?;
     }
