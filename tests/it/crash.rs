@@ -582,7 +582,7 @@ fn list(data: &Path, log: &Path) -> BTreeMap<String, Listed> {
         let record = Listed {
             id: v["id"].as_str().expect("id").to_owned(),
             size: v["size"].as_u64().expect("size"),
-            copies: v["copies"].as_u64().expect("copies"),
+            copies: v["copies"]["received"].as_u64().expect("copies"),
         };
         if let Some(first) = listed.get(&message_id) {
             duplicates.push(format!("<{message_id}>: {first:?} and {record:?}"));

@@ -657,7 +657,11 @@ async fn message_metadata_with_its_entries() {
     assert_eq!(v["direction"], "inbound");
     assert_eq!(v["subject"], "Chairs");
     assert_eq!(v["date"], "2026-11-20T10:00:00Z");
-    assert_eq!(v["copies"], 2, "the relayed copy merged into it");
+    assert_eq!(
+        v["copies"]["received"], 2,
+        "the relayed copy merged into it"
+    );
+    assert_eq!(v["copies"]["count"], 2, "and both copies are kept");
     assert_eq!(v["from"]["address"], "marta@fabrikam.com");
     let entries = v["entries"].as_array().expect("entries");
     assert_eq!(entries.len(), 1, "{v}");
