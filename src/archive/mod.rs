@@ -1948,6 +1948,18 @@ mod tests {
             Some(FORMAT),
             "format 1 is upgraded on open"
         );
+        // Format 2 (no copies kept): upgraded, and the log position from which copies are
+        // kept is recorded, so that `verify` expects no copies of frames before it.
+        set_format(dir.path(), 2);
+        assert_eq!(format(dir.path()), Some(FORMAT), "format 2 is upgraded");
+        {
+            let archive = Archive::open(dir.path()).expect("open");
+            let txn = archive.read().expect("read");
+            let meta = txn.open_table(META).expect("meta");
+            assert_eq!(get_u64(&meta, META_COPIES_PACK).expect("get"), Some(1));
+            assert_eq!(get_u64(&meta, META_COPIES_LEN).expect("get"), Some(0));
+            assert!(txn.open_table(COPIES).is_ok(), "the copies table is there");
+        }
         set_format(dir.path(), FORMAT + 1);
         match Archive::open(dir.path()) {
             Err(Error::TooNew { found, .. }) => assert_eq!(found, FORMAT + 1),
