@@ -1497,7 +1497,7 @@ impl Archive {
                         });
                         // Where the index keeps the bytes this frame names: the record's
                         // own, or one of its later copies'.
-                        let kept = if record.blob == h.blob && h.body_at.is_none() {
+                        let kept = if record.blob == h.blob {
                             Some((record.size, record.storage))
                         } else {
                             copy_rows(&copies, uid)?
@@ -1966,5 +1966,124 @@ mod tests {
             Err(e) => panic!("want TooNew, got {e}"),
             Ok(_) => panic!("a newer format must not open"),
         }
+    }
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::*;
+
+    struct NoHooks;
+
+    impl Hooks for NoHooks {
+        fn classify(&self, _: Option<&str>, _: &Recipients) -> Direction {
+            Direction::External
+        }
+        fn pairs(&self, _: Option<&str>, _: &Recipients) -> Vec<(String, String)> {
+            Vec::new()
+        }
+    }
+
+    const ID: &str = "aaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn item(raw: &[u8]) -> NewMessage {
+        let id: StableId = ID.parse().expect("id");
+        NewMessage::prepare(
+            raw,
+            BlobHash::of(raw),
+            id,
+            Meta::arrived(1_795_219_200),
+            Codec::Lz4,
+        )
+        .expect("prepare")
+    }
+
+    fn raws() -> [Vec<u8>; 4] {
+        let first = b"From: a@b\r\nMessage-ID: <m@b>\r\n\r\nThe body, shared.\r\n".to_vec();
+        let relayed = [b"Received: from hub\r\n".as_slice(), &first].concat();
+        let again = [b"Received: from edge\r\n".as_slice(), &relayed].concat();
+        // Bare LF line endings: the same message to the stable id, other body bytes.
+        let lf = b"From: a@b\nMessage-ID: <m@b>\n\nThe body, shared.\n".to_vec();
+        [first, relayed, again, lf]
+    }
+
+    /// Two batches staged before either is filed (as the pipelined committer does): the
+    /// second cannot know the first's message, so its first copy is kept whole and its
+    /// second copy as a header block against that one; a copy whose body bytes differ is
+    /// kept whole. Every copy reads back byte-exact, and `verify` agrees.
+    #[test]
+    fn copies_of_batches_staged_before_either_is_filed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let archive = Archive::open(dir.path()).expect("open");
+        let [first, relayed, again, lf] = raws();
+        let a = archive.stage(vec![item(&first)]).expect("stage");
+        let b = archive
+            .stage(vec![
+                item(&relayed),
+                item(&again),
+                item(&first),
+                item(&lf),
+                item(&again),
+            ])
+            .expect("stage");
+        archive.commit_staged(a, &NoHooks, true).expect("commit");
+        let outcomes = archive.commit_staged(b, &NoHooks, true).expect("commit");
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, PutOutcome::Duplicate { uid: 1, .. }))
+        );
+        let copies = archive.copies(1).expect("copies");
+        let kept: Vec<_> = copies.iter().map(|c| (c.n, c.kept)).collect();
+        assert_eq!(
+            kept,
+            [
+                (1, Kept::Whole),
+                (2, Kept::Whole),
+                (3, Kept::HeaderBlock),
+                (4, Kept::Whole)
+            ]
+        );
+        for (n, want) in [(1, &first), (2, &relayed), (3, &again), (4, &lf)] {
+            let raw = archive.copy_raw(1, n).expect("read").expect("kept");
+            assert_eq!(&raw, want, "copy {n}");
+            assert_eq!(copies[n as usize - 1].blob, BlobHash::of(want).to_hex());
+        }
+        assert_eq!(archive.get(1).expect("get").expect("record").copies, 6);
+        let report = archive.verify(false, |_, _| {}).expect("verify");
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.copies_checked, 3);
+    }
+
+    /// In one batch, a later copy is kept as its header block against the batch's first.
+    #[test]
+    fn a_copy_in_the_same_batch_shares_the_first_copys_body() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let archive = Archive::open(dir.path()).expect("open");
+        let [first, relayed, again, _] = raws();
+        archive
+            .put_batch(vec![item(&first), item(&relayed), item(&relayed)], &NoHooks)
+            .expect("put");
+        archive
+            .put_batch(vec![item(&again)], &NoHooks)
+            .expect("put");
+        let kept: Vec<_> = archive
+            .copies(1)
+            .expect("copies")
+            .iter()
+            .map(|c| (c.n, c.kept, c.size))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (1, Kept::Whole, first.len() as u64),
+                (2, Kept::HeaderBlock, relayed.len() as u64),
+                (3, Kept::HeaderBlock, again.len() as u64)
+            ]
+        );
+        for (n, want) in [(1, &first), (2, &relayed), (3, &again)] {
+            assert_eq!(&archive.copy_raw(1, n).expect("read").expect("kept"), want);
+        }
+        assert_eq!(archive.copy_raw(1, 4).expect("read"), None);
     }
 }
