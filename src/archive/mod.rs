@@ -1491,10 +1491,8 @@ impl Archive {
                                 continue;
                             }
                         };
-                        let place = (h.placed == wal::Placed::Pack).then_some(Storage::Pack {
-                            pack,
-                            offset: at + frame.bytes_at,
-                        });
+                        let place =
+                            (h.placed == wal::Placed::Pack).then_some((pack, at + frame.bytes_at));
                         // Where the index keeps the bytes this frame names: the record's
                         // own, or one of its later copies'.
                         let kept = if record.blob == h.blob {
@@ -1512,10 +1510,10 @@ impl Archive {
                             Some((_, storage)) => {
                                 // Else the same bytes were logged twice (by two batches
                                 // before either was filed) and are kept at the first place.
-                                if let Some(place) = place.filter(|p| *p == storage) {
-                                    if let Storage::Pack { pack, offset } = place {
-                                        framed.insert((pack, offset));
-                                    }
+                                if let Some((pack, offset)) = place
+                                    && storage == (Storage::Pack { pack, offset })
+                                {
+                                    framed.insert((pack, offset));
                                 }
                             }
                             None if filed(at) && keeps_copies(at) => report.problems.push(format!(
