@@ -723,6 +723,7 @@ fn stats(archive: &Archive, json: bool, out: &mut dyn Write) -> Result<i32, Erro
         "  inbound {}, outbound {}, internal {}, external {}, junk in quarantine {}",
         s.inbound, s.outbound, s.internal, s.external, s.junk_quarantined_now
     )?;
+    writeln!(out, "later copies:   {}", s.later_copies)?;
     writeln!(out, "uidvalidity:    {}", s.uidvalidity)?;
     writeln!(out, "next uid:       {}", s.next_uid)?;
     writeln!(

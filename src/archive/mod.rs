@@ -8,6 +8,10 @@
 //! database. Once both steps return `Ok`, the whole batch is visible and survives a crash or
 //! power loss; when staging fails, nothing of it is kept (an already written blob file is an
 //! orphan that `verify --repair` removes, and a retry reuses it).
+//!
+//! Copies: a later copy of an archived message (same stable id, other bytes) is logged and
+//! filed like a message, in [`Writer::file_copy`] (see `copies`), and read back with
+//! [`Archive::copies`] and [`Archive::copy_raw`].
 
 mod blobs;
 mod committer;
@@ -450,6 +454,8 @@ pub struct Filter {
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
     pub messages: u64,
+    /// Later copies kept (distinct bytes of a message archived already; see `copies`).
+    pub later_copies: u64,
     pub inbound: u64,
     pub outbound: u64,
     pub internal: u64,
@@ -1242,6 +1248,7 @@ impl Archive {
         }
         Ok(Stats {
             messages: txn.open_table(MESSAGES).db()?.len().db()?,
+            later_copies: txn.open_table(COPIES).db()?.len().db()?,
             inbound: count(Direction::Inbound)?,
             outbound: count(Direction::Outbound)?,
             internal: count(Direction::Internal)?,

@@ -892,6 +892,7 @@ fn every_distinct_copy_is_kept_byte_exact_and_costs_its_header_block() {
     let archive = t.archive();
     let stats = archive.stats().expect("stats");
     assert_eq!(stats.messages, 1, "one message");
+    assert_eq!(stats.later_copies, 2, "two later copies kept");
     assert_eq!(stats.counters["duplicates"], 4);
     let record = archive.get(uid).expect("get").expect("record");
     assert_eq!(record.copies, 5, "five copies arrived");

@@ -105,6 +105,7 @@ fn ingest_list_show_verify_round_trip_every_fixture() {
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats json");
     assert_eq!(stats["messages"], 17);
     assert_eq!(stats["counters"]["duplicates"], 1);
+    assert_eq!(stats["later_copies"], 1, "journaled-twice's second copy");
     assert_eq!(stats["counters"]["journal_reports"], 2);
 
     // Ingesting everything again stores nothing new.
