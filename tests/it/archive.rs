@@ -994,3 +994,36 @@ fn verify_finds_a_flipped_byte_in_a_copys_header_block() {
             .is_empty()
     );
 }
+
+/// IMAP shows a message with two copies once, with the first copy's bytes (over SMTP, read
+/// with async-imap).
+#[tokio::test]
+async fn imap_shows_a_message_with_copies_once_with_the_first_copys_bytes() {
+    use futures::TryStreamExt;
+    let first = simple(
+        "marta@fabrikam.com",
+        "alice@contoso.com",
+        None,
+        "imap-copies@fabrikam.com",
+        "Two copies, one message.",
+    );
+    let mut copy = TRANSPORT.as_bytes().to_vec();
+    copy.extend_from_slice(&first);
+    let (_dir, server) = crate::imap::server_with(&[&first, &copy]).await;
+    let archive = server.archive().expect("archive");
+    assert_eq!(archive.copies(1).expect("copies").len(), 2, "both kept");
+    let mut s = crate::imap::login(&server).await;
+    let inbox = s.examine("INBOX").await.expect("examine");
+    assert_eq!(inbox.exists, 1, "one message");
+    let fetched: Vec<_> = s
+        .uid_fetch("1:*", "BODY.PEEK[]")
+        .await
+        .expect("fetch")
+        .try_collect()
+        .await
+        .expect("answers");
+    assert_eq!(fetched.len(), 1);
+    assert_eq!(fetched[0].body(), Some(first.as_slice()), "the first copy");
+    s.logout().await.expect("logout");
+    server.stop().await;
+}
