@@ -43,7 +43,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
-    /// One `ID.eml` file per message (`ID.copyN.eml` for its later copies) in DEST.
+    /// One `ID.eml` file per message (`ID~copyNNNN.eml` for its later copies) in DEST.
     #[default]
     Eml,
     /// One mbox file DEST (mboxrd quoting).
@@ -159,8 +159,10 @@ impl Exporter {
         match (self.format, &mut self.mbox) {
             (Format::Mbox, Some(mbox)) => mbox.write(item),
             (Format::Maildir, _) => {
+                // Padded, so that name order (the order `ingest` reads in) keeps each
+                // message's copies in their order.
                 let name = format!(
-                    "{}.M{}C{}.{}.mailjournal:2,",
+                    "{}.M{:010}C{:04}.{}.mailjournal:2,",
                     item.received_at.max(0),
                     item.uid,
                     item.copy,
@@ -170,10 +172,12 @@ impl Exporter {
                 write_whole(&tmp, &self.dest.join("cur").join(&name), item.raw)
             }
             _ => {
+                // `~` sorts after `.`: `ingest` of the directory reads a message's later
+                // copies after its first, in their order.
                 let name = if item.copy <= 1 {
                     format!("{}.eml", item.id)
                 } else {
-                    format!("{}.copy{}.eml", item.id, item.copy)
+                    format!("{}~copy{:04}.eml", item.id, item.copy)
                 };
                 // A hidden name: `ingest` of the directory skips a half-written file.
                 let tmp = self.dest.join(format!(".{name}.tmp"));

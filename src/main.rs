@@ -64,9 +64,13 @@ enum Command {
     Show {
         /// The message's stable id, or its UID.
         id: String,
-        /// Print its metadata as JSON instead.
-        #[arg(long)]
+        /// Print its metadata as JSON instead (with its copies).
+        #[arg(long, conflicts_with = "copy")]
         meta: bool,
+        /// Write copy N instead: every distinct copy that arrived is kept byte for byte,
+        /// numbered from 1 (the first copy, the default) in the order they arrived.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        copy: Option<u32>,
     },
     /// Counts and sizes.
     Stats {
@@ -297,7 +301,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .join(&args.dest);
             Request::Export(args)
         }
-        Command::Show { id, meta } => Request::Show { id, meta },
+        Command::Show { id, meta, copy } => Request::Show { id, meta, copy },
         Command::Stats { json } => Request::Stats { json },
         Command::Verify { repair } => Request::Verify { repair },
         Command::Logging { state } => Request::Logging { state },

@@ -130,6 +130,9 @@ pub enum Request {
     Show {
         id: String,
         meta: bool,
+        /// Copy N (1: the first copy, the default).
+        #[serde(default)]
+        copy: Option<u32>,
     },
     Stats {
         json: bool,
@@ -320,7 +323,7 @@ pub fn execute(
             list(target.archive, &filter, json, out)
         }
         Request::Export(args) => export(target, &args, out),
-        Request::Show { id, meta } => show(target.archive, &id, meta, out),
+        Request::Show { id, meta, copy } => show(target.archive, &id, meta, copy, out),
         Request::Stats { json } => stats(target.archive, json, out),
         Request::Verify { repair } => verify(target, repair, out),
         Request::Logging { state } => logging(target, state, out),
@@ -668,9 +671,16 @@ fn ingest(
 }
 
 fn list(archive: &Archive, filter: &Filter, json: bool, out: &mut dyn Write) -> Result<i32, Error> {
-    for r in archive.list(filter)? {
+    let records = archive.list(filter)?;
+    let copies = if json {
+        archive.copies_of(&records)?
+    } else {
+        Vec::new()
+    };
+    for (i, r) in records.iter().enumerate() {
         if json {
-            serde_json::to_writer(&mut *out, &r.view()).map_err(std::io::Error::other)?;
+            let copies = copies.get(i).map_or(&[][..], Vec::as_slice);
+            serde_json::to_writer(&mut *out, &r.view(copies)).map_err(std::io::Error::other)?;
             writeln!(out)?;
         } else {
             let m = &r.meta;
@@ -710,22 +720,33 @@ fn export(target: &Target<'_>, args: &ExportArgs, out: &mut dyn Write) -> Result
         indicatif::ProgressBar::hidden()
     };
     let (mut exported, mut already, mut bytes) = (0u64, 0u64, 0u64);
-    for record in &records {
-        let raw = target.archive.raw(record)?;
-        let item = Item {
-            id: &record.id,
-            uid: record.uid,
-            copy: 1,
-            received_at: record.meta.received_at,
-            sender: record.meta.sender.as_deref(),
-            raw: &raw,
-        };
-        match exporter.write(&item)? {
-            Written::New => {
-                exported += 1;
-                bytes += raw.len() as u64;
+    let copies = target.archive.copies_of(&records)?;
+    for (record, copies) in records.iter().zip(copies) {
+        // Every kept copy, the first as the record has it.
+        for copy in copies {
+            let raw = if copy.n <= 1 {
+                target.archive.raw(record)?
+            } else {
+                match target.archive.copy_raw(record.uid, copy.n)? {
+                    Some(raw) => raw,
+                    None => continue,
+                }
+            };
+            let item = Item {
+                id: &record.id,
+                uid: record.uid,
+                copy: copy.n,
+                received_at: copy.received_at,
+                sender: record.meta.sender.as_deref(),
+                raw: &raw,
+            };
+            match exporter.write(&item)? {
+                Written::New => {
+                    exported += 1;
+                    bytes += raw.len() as u64;
+                }
+                Written::AlreadyThere => already += 1,
             }
-            Written::AlreadyThere => already += 1,
         }
         bar.inc(1);
         bar.set_message(bytesize(bytes));
@@ -765,11 +786,27 @@ pub fn find(archive: &Archive, key: &str) -> Result<Record, Error> {
     record.ok_or_else(|| Error::Usage(format!("no message {key} in the archive")))
 }
 
-fn show(archive: &Archive, key: &str, meta: bool, out: &mut dyn Write) -> Result<i32, Error> {
+fn show(
+    archive: &Archive,
+    key: &str,
+    meta: bool,
+    copy: Option<u32>,
+    out: &mut dyn Write,
+) -> Result<i32, Error> {
     let record = find(archive, key)?;
     if meta {
-        serde_json::to_writer_pretty(&mut *out, &record.view()).map_err(std::io::Error::other)?;
+        let copies = archive.copies(record.uid)?;
+        serde_json::to_writer_pretty(&mut *out, &record.view(&copies))
+            .map_err(std::io::Error::other)?;
         writeln!(out)?;
+    } else if let Some(n) = copy.filter(|&n| n != 1) {
+        let Some(raw) = archive.copy_raw(record.uid, n)? else {
+            let kept = archive.copies(record.uid)?.len();
+            return Err(Error::Usage(format!(
+                "message {key} has no copy {n}: {kept} kept (numbered from 1)"
+            )));
+        };
+        out.write_all(&raw)?;
     } else {
         out.write_all(&archive.raw(&record)?)?;
     }
@@ -794,6 +831,7 @@ fn stats(archive: &Archive, json: bool, out: &mut dyn Write) -> Result<i32, Erro
         "  inbound {}, outbound {}, internal {}, external {}, junk in quarantine {}",
         s.inbound, s.outbound, s.internal, s.external, s.junk_quarantined_now
     )?;
+    writeln!(out, "later copies:   {}", s.later_copies)?;
     writeln!(out, "uidvalidity:    {}", s.uidvalidity)?;
     writeln!(out, "next uid:       {}", s.next_uid)?;
     writeln!(

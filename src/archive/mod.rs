@@ -8,9 +8,14 @@
 //! database. Once both steps return `Ok`, the whole batch is visible and survives a crash or
 //! power loss; when staging fails, nothing of it is kept (an already written blob file is an
 //! orphan that `verify --repair` removes, and a retry reuses it).
+//!
+//! Copies: a later copy of an archived message (same stable id, other bytes) is logged and
+//! filed like a message, in [`Writer::file_copy`] (see `copies`), and read back with
+//! [`Archive::copies`] and [`Archive::copy_raw`].
 
 mod blobs;
 mod committer;
+pub mod copies;
 pub mod folders;
 pub mod id;
 pub mod log;
@@ -31,6 +36,7 @@ use serde::Serialize;
 
 pub use blobs::Codec;
 pub use committer::{Arrival, Committer, Pending};
+pub use copies::{CopyInfo, Kept};
 pub use folders::{FLAG_FLAGGED, FLAG_SEEN, FolderQuery};
 pub use id::{BlobHash, StableId};
 pub use log::{Entry, EntryFilter, ImportCounts, Opportunity};
@@ -212,6 +218,10 @@ pub struct NewMessage {
     stored: Vec<u8>,
     compression: record::Compression,
     pub meta: Meta,
+    /// Its header block and the hash of its body, to keep it as a header block against the
+    /// first copy's body should it turn out to be a later copy.
+    split: Option<copies::Split>,
+    head: Vec<u8>,
 }
 
 impl NewMessage {
@@ -225,6 +235,11 @@ impl NewMessage {
     ) -> Result<Self, Error> {
         let (stored, compression) =
             blobs::encode(raw, codec).map_err(io("compressing a message"))?;
+        let split = copies::Split::of(raw);
+        let head = match &split {
+            Some(s) => raw[..s.body_at as usize].to_vec(),
+            None => Vec::new(),
+        };
         Ok(Self {
             id,
             blob,
@@ -232,6 +247,8 @@ impl NewMessage {
             stored,
             compression,
             meta,
+            split,
+            head,
         })
     }
 
@@ -256,6 +273,9 @@ struct StagedMessage {
     stored_size: u64,
     compression: record::Compression,
     meta: Meta,
+    /// A later copy kept as its header block: the body is that of the copy with this
+    /// blob, from this offset on.
+    body: Option<(BlobHash, u64)>,
 }
 
 impl StagedMessage {
@@ -268,11 +288,22 @@ impl StagedMessage {
             compression: self.compression,
             placed,
             meta: self.meta.clone(),
+            body_at: self.body.map(|(_, at)| at),
+            body_of: self.body.map(|(of, _)| of.to_hex()),
         }
     }
 
     fn from_header(h: wal::Header) -> Result<Self, String> {
+        let body = match (h.body_at, &h.body_of) {
+            (None, None) => None,
+            (Some(at), Some(of)) => Some((
+                BlobHash::from_hex(of).ok_or_else(|| format!("body of {of:?}"))?,
+                at,
+            )),
+            _ => return Err("a copy's body reference is half there".into()),
+        };
         Ok(Self {
+            body,
             id: h.id.parse().map_err(|_| format!("id {:?}", h.id))?,
             blob: BlobHash::from_hex(&h.blob).ok_or_else(|| format!("blob {:?}", h.blob))?,
             size: h.size,
@@ -281,6 +312,69 @@ impl StagedMessage {
             meta: h.meta,
         })
     }
+}
+
+/// What staging keeps of a message's bytes.
+enum Keep {
+    /// Nothing: they are kept already.
+    Nothing,
+    /// All of them (a new message, or a copy whose body differs in its bytes).
+    Whole,
+    /// This header block (compressed), against an earlier copy's body.
+    Head(Vec<u8>),
+}
+
+/// A stable id met while staging a batch.
+struct SeenId {
+    /// The blobs of its copies kept (in the archive, and earlier in the batch).
+    kept: std::collections::HashSet<BlobHash>,
+    /// The copy a later copy's body is compared with, and its split, once known.
+    first: Option<(BlobHash, Option<copies::Split>)>,
+    /// Where that copy's bytes are, when it is archived (read only when needed).
+    first_at: Option<Location>,
+}
+
+impl SeenId {
+    fn of_archived(txn: &ReadTransaction, uid: u32) -> Result<Self, Error> {
+        let messages = txn.open_table(MESSAGES).db()?;
+        let Some(record) = messages.get(uid).db()? else {
+            return Err(Error::Corrupt {
+                uid,
+                reason: "id index points at a missing record".into(),
+            });
+        };
+        let location: Location = decode_as(uid, record.value())?;
+        let mut kept = std::collections::HashSet::new();
+        kept.insert(blob_of(uid, &location.blob)?);
+        for (_, row) in copy_rows(&txn.open_table(COPIES).db()?, uid)? {
+            kept.insert(blob_of(uid, &row.blob)?);
+        }
+        Ok(Self {
+            kept,
+            first: None,
+            first_at: Some(location),
+        })
+    }
+}
+
+fn blob_of(uid: u32, hex: &str) -> Result<BlobHash, Error> {
+    BlobHash::from_hex(hex).ok_or_else(|| Error::Corrupt {
+        uid,
+        reason: format!("blob name {hex:?} is not a hash"),
+    })
+}
+
+/// The later copies of message `uid`, by number.
+fn copy_rows(
+    t: &impl ReadableTable<(u32, u32), &'static [u8]>,
+    uid: u32,
+) -> Result<Vec<(u32, copies::CopyRow)>, Error> {
+    let mut rows = Vec::new();
+    for entry in t.range((uid, 0)..=(uid, u32::MAX)).db()? {
+        let (k, v) = entry.db()?;
+        rows.push((k.value().1, decode_as(uid, v.value())?));
+    }
+    Ok(rows)
 }
 
 /// A batch that is durable in the log (the pack files) and not filed in the database yet.
@@ -360,6 +454,8 @@ pub struct Filter {
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
     pub messages: u64,
+    /// Later copies kept (distinct bytes of a message archived already; see `copies`).
+    pub later_copies: u64,
     pub inbound: u64,
     pub outbound: u64,
     pub internal: u64,
@@ -378,6 +474,8 @@ pub struct Stats {
 pub struct VerifyReport {
     pub records: u64,
     pub blobs_checked: u64,
+    /// Later copies of messages checked (each against its hash).
+    pub copies_checked: u64,
     /// Frames of the write-ahead log (the pack files) checked against the records.
     pub frames_checked: u64,
     /// Each a sentence naming the record or file and what is wrong.
@@ -435,9 +533,19 @@ impl Archive {
                     });
                 }
                 Some(found) if found < FORMAT => {
-                    // Format 2 added records stored without compression; older versions
-                    // must not open an archive that may hold some.
+                    // Format 2 added records stored without compression, format 3 the
+                    // copies table (created below, empty: earlier versions kept no later
+                    // copies' bytes); older versions must not open an archive that may
+                    // hold either.
                     tracing::info!(from = found, to = FORMAT, "upgrading the archive format");
+                    if found < 3 {
+                        // Where the log starts keeping later copies: frames before it may
+                        // name copies whose bytes this archive never kept.
+                        let pack = get_u64(&meta, META_PACK)?.unwrap_or(1);
+                        let len = get_u64(&meta, META_PACK_LEN)?.unwrap_or(0);
+                        meta.insert(META_COPIES_PACK, pack).db()?;
+                        meta.insert(META_COPIES_LEN, len).db()?;
+                    }
                     meta.insert(META_FORMAT, FORMAT).db()?;
                 }
                 Some(_) => {}
@@ -481,6 +589,7 @@ impl Archive {
         txn.open_multimap_table(THREADS).db()?;
         txn.open_multimap_table(REFERENCES).db()?;
         txn.open_table(JUNK).db()?;
+        txn.open_table(COPIES).db()?;
         txn.open_table(COUNTERS).db()?;
         txn.open_table(USERS).db()?;
         txn.open_table(MONTHS).db()?;
@@ -584,33 +693,79 @@ impl Archive {
     ) -> Result<Staged, Error> {
         let txn = self.read()?;
         let ids = txn.open_table(IDS).db()?;
-        let mut seen = std::collections::HashSet::new();
+        // Per stable id met in this batch: the copies kept of it (in the archive, and
+        // earlier in this batch), and the copy a later one's body is compared with.
+        let mut seen: std::collections::HashMap<StableId, SeenId> =
+            std::collections::HashMap::new();
         let mut staged = Vec::with_capacity(items.len());
         let mut dirs_to_sync = BTreeSet::new();
         // The batch's frames, appended with one write; (index, offset of bytes in `log`).
         let mut log = Vec::new();
         let mut in_pack = Vec::new();
         for item in items {
-            let known = ids.get(item.id.as_str()).db()?.is_some();
-            let message = StagedMessage {
+            let mut message = StagedMessage {
                 id: item.id.clone(),
                 blob: item.blob,
                 size: item.size,
                 stored_size: item.stored.len() as u64,
                 compression: item.compression,
                 meta: item.meta,
+                body: None,
             };
-            let (placed, bytes): (wal::Placed, &[u8]) = if known || !seen.insert(item.id.clone()) {
-                (wal::Placed::None, &[])
-            } else if item.stored.len() <= PACK_MAX {
-                (wal::Placed::Pack, &item.stored)
+            let known = ids.get(item.id.as_str()).db()?.map(|g| g.value());
+            let entry = if seen.contains_key(&item.id) {
+                seen.get_mut(&item.id)
+            } else if let Some(uid) = known {
+                let entry = SeenId::of_archived(&txn, uid)?;
+                Some(seen.entry(item.id.clone()).or_insert(entry))
             } else {
-                let dir = self
-                    .blobs
-                    .write(&item.blob, &item.stored)
-                    .map_err(io(format!("writing blob {}", item.blob.to_hex())))?;
-                dirs_to_sync.insert(dir);
-                (wal::Placed::File, &[])
+                seen.insert(
+                    item.id.clone(),
+                    SeenId {
+                        kept: [item.blob].into(),
+                        first: Some((item.blob, item.split.clone())),
+                        first_at: None,
+                    },
+                );
+                None
+            };
+            let keep = match entry {
+                // A new message (or one a batch not yet filed stores too: the commit
+                // keeps it as a whole copy, or not at all if its bytes are kept already).
+                None => Keep::Whole,
+                // Byte for byte a copy kept already: counted, not stored again.
+                Some(entry) if entry.kept.contains(&item.blob) => Keep::Nothing,
+                Some(entry) => match (&item.split, self.first_of(entry)?) {
+                    (Some(mine), (first_blob, Some(first))) if mine.body == first.body => {
+                        let (head, compression) = blobs::encode(&item.head, Codec::Lz4)
+                            .map_err(io("compressing a header block"))?;
+                        if head.len() <= PACK_MAX {
+                            message.stored_size = head.len() as u64;
+                            message.compression = compression;
+                            message.body = Some((first_blob, first.body_at));
+                            Keep::Head(head)
+                        } else {
+                            Keep::Whole
+                        }
+                    }
+                    _ => Keep::Whole,
+                },
+            };
+            if let Some(entry) = seen.get_mut(&item.id) {
+                entry.kept.insert(item.blob);
+            }
+            let (placed, bytes): (wal::Placed, &[u8]) = match &keep {
+                Keep::Nothing => (wal::Placed::None, &[]),
+                Keep::Head(head) => (wal::Placed::Pack, head),
+                Keep::Whole if item.stored.len() <= PACK_MAX => (wal::Placed::Pack, &item.stored),
+                Keep::Whole => {
+                    let dir = self
+                        .blobs
+                        .write(&item.blob, &item.stored)
+                        .map_err(io(format!("writing blob {}", item.blob.to_hex())))?;
+                    dirs_to_sync.insert(dir);
+                    (wal::Placed::File, &[])
+                }
             };
             let (frame, bytes_at) =
                 wal::encode(&message.header(placed), bytes).map_err(io("writing a log frame"))?;
@@ -644,6 +799,25 @@ impl Archive {
         })
     }
 
+    /// The copy a later copy of `entry`'s message is compared with, and its split: the first
+    /// copy, read from the archive the first time it is needed.
+    fn first_of(&self, entry: &mut SeenId) -> Result<(BlobHash, Option<copies::Split>), Error> {
+        if let Some(first) = &entry.first {
+            return Ok(first.clone());
+        }
+        let Some(location) = entry.first_at.take() else {
+            return Err(Error::Corrupt {
+                uid: 0,
+                reason: "a staged copy has no first copy".into(),
+            });
+        };
+        let blob = blob_of(location.uid, &location.blob)?;
+        let raw = self.raw_at(&location)?;
+        let first = (blob, copies::Split::of(&raw));
+        entry.first = Some(first.clone());
+        Ok(first)
+    }
+
     /// Second stage: one redb commit with every record and index row of a staged batch, and
     /// how far into the log the database has filed. Batches must be committed in the order
     /// they were staged. `durable: false` skips the database's fsync: the batch is durable in
@@ -665,7 +839,7 @@ impl Archive {
             for (item, storage) in staged.items {
                 let existing = w.ids.get(item.id.as_str()).db()?.map(|g| g.value());
                 let outcome = match (existing, storage) {
-                    (Some(uid), _) => w.merge(uid, item, hooks)?,
+                    (Some(uid), storage) => w.merge(uid, item, storage, hooks)?,
                     (None, Some(storage)) => w.insert(item, storage, hooks)?,
                     (None, None) => {
                         return Err(Error::Corrupt {
@@ -861,6 +1035,96 @@ impl Archive {
         self.raw_at(&record.location())
     }
 
+    /// Every copy of message `uid` kept, by number (1: the first copy, the record's own
+    /// bytes); empty when there is no such message.
+    pub fn copies(&self, uid: u32) -> Result<Vec<CopyInfo>, Error> {
+        let txn = self.read()?;
+        let Some(record) = txn.open_table(MESSAGES).db()?.get(uid).db()? else {
+            return Ok(Vec::new());
+        };
+        let record = decode(uid, record.value())?;
+        let rows = copy_rows(&txn.open_table(COPIES).db()?, uid)?;
+        Ok(copy_infos(&record, &rows))
+    }
+
+    /// The copies of each record, in one transaction: what `list --json` shows.
+    pub fn copies_of(&self, records: &[Record]) -> Result<Vec<Vec<CopyInfo>>, Error> {
+        let txn = self.read()?;
+        let t = txn.open_table(COPIES).db()?;
+        records
+            .iter()
+            .map(|r| Ok(copy_infos(r, &copy_rows(&t, r.uid)?)))
+            .collect()
+    }
+
+    /// The exact bytes of copy `n` of message `uid` (1: the first copy, as
+    /// [`Archive::raw`] gives it); `None` when there is no such message or copy.
+    pub fn copy_raw(&self, uid: u32, n: u32) -> Result<Option<Vec<u8>>, Error> {
+        let txn = self.read()?;
+        let Some(record) = txn.open_table(MESSAGES).db()?.get(uid).db()? else {
+            return Ok(None);
+        };
+        let record = decode(uid, record.value())?;
+        let rows = copy_rows(&txn.open_table(COPIES).db()?, uid)?;
+        if n != 1 && !rows.iter().any(|(m, _)| *m == n) {
+            return Ok(None);
+        }
+        self.assemble(&record, &rows, n).map(Some)
+    }
+
+    /// Copy `n` of `record`'s message (which must exist) from its stored bytes.
+    fn assemble(
+        &self,
+        record: &Record,
+        rows: &[(u32, copies::CopyRow)],
+        n: u32,
+    ) -> Result<Vec<u8>, Error> {
+        let uid = record.uid;
+        if n == 1 {
+            return self.raw(record);
+        }
+        let corrupt = |reason: String| Error::Corrupt { uid, reason };
+        let Some((_, row)) = rows.iter().find(|(m, _)| *m == n) else {
+            return Err(corrupt(format!("copy {n} is not kept")));
+        };
+        let source = match row.body {
+            None => None,
+            // A body is always an earlier copy's: reading one ends.
+            Some(body) if body.of < n => Some((self.assemble(record, rows, body.of)?, body.at)),
+            Some(body) => {
+                return Err(corrupt(format!(
+                    "copy {n} names copy {} for its body",
+                    body.of
+                )));
+            }
+        };
+        let body = match &source {
+            None => &[][..],
+            Some((raw, at)) => usize::try_from(*at)
+                .ok()
+                .and_then(|at| raw.get(at..))
+                .ok_or_else(|| corrupt(format!("copy {n}: its body is past the end")))?,
+        };
+        let stored_len = row
+            .size
+            .checked_sub(body.len() as u64)
+            .ok_or_else(|| corrupt(format!("copy {n} is shorter than its body")))?;
+        let location = Location {
+            uid,
+            blob: row.blob.clone(),
+            storage: row.storage,
+            compression: row.compression,
+            size: stored_len,
+            stored_size: row.stored_size,
+            received_at: row.received_at,
+            crlf_size: None,
+            flags: Vec::new(),
+        };
+        let mut raw = self.raw_at(&location)?;
+        raw.extend_from_slice(body);
+        Ok(raw)
+    }
+
     /// The exact original bytes of the message at `loc`.
     pub fn raw_at(&self, loc: &Location) -> Result<Vec<u8>, Error> {
         let hash = BlobHash::from_hex(&loc.blob).ok_or_else(|| Error::Corrupt {
@@ -984,6 +1248,7 @@ impl Archive {
         }
         Ok(Stats {
             messages: txn.open_table(MESSAGES).db()?.len().db()?,
+            later_copies: txn.open_table(COPIES).db()?.len().db()?,
             inbound: count(Direction::Inbound)?,
             outbound: count(Direction::Outbound)?,
             internal: count(Direction::Internal)?,
@@ -1045,7 +1310,7 @@ impl Archive {
                     referenced.insert(hash);
                 }
                 Storage::Pack { pack, offset } => {
-                    in_packs.insert((pack, offset), uid);
+                    in_packs.insert((pack, offset), format!("message {uid}"));
                 }
             }
             let raw = self.stored(&record.location(), &hash).and_then(|c| {
@@ -1070,6 +1335,7 @@ impl Archive {
                 Ok(_) => {}
             }
         }
+        self.verify_copies(&txn, &mut referenced, &mut in_packs, &mut report)?;
         self.verify_log(&txn, &in_packs, &mut report)?;
         let (files, strays) = self
             .blobs
@@ -1092,6 +1358,77 @@ impl Archive {
 }
 
 impl Archive {
+    /// Checks every later copy: that its message is there, and that its stored bytes (and
+    /// the body it shares) give back bytes of its size that hash to its blob.
+    fn verify_copies(
+        &self,
+        txn: &redb::ReadTransaction,
+        referenced: &mut BTreeSet<BlobHash>,
+        in_packs: &mut std::collections::BTreeMap<(u32, u64), String>,
+        report: &mut VerifyReport,
+    ) -> Result<(), Error> {
+        let messages = txn.open_table(MESSAGES).db()?;
+        let copies = txn.open_table(COPIES).db()?;
+        let mut uids = BTreeSet::new();
+        for entry in copies.iter().db()? {
+            let (k, _) = entry.db()?;
+            uids.insert(k.value().0);
+        }
+        for uid in uids {
+            let rows = match copy_rows(&copies, uid) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    report.problems.push(format!("message {uid}'s copies: {e}"));
+                    continue;
+                }
+            };
+            let record = match messages.get(uid).db()? {
+                Some(v) => match decode(uid, v.value()) {
+                    Ok(r) => r,
+                    Err(_) => continue, // reported with the records
+                },
+                None => {
+                    report.problems.push(format!(
+                        "message {uid}: {} copies kept of a message the index does not have",
+                        rows.len()
+                    ));
+                    continue;
+                }
+            };
+            for (n, row) in &rows {
+                let what = format!("copy {n} of message {uid} ({})", record.id);
+                report.copies_checked += 1;
+                let Some(hash) = BlobHash::from_hex(&row.blob) else {
+                    report
+                        .problems
+                        .push(format!("{what}: blob name {:?} is not a hash", row.blob));
+                    continue;
+                };
+                match row.storage {
+                    Storage::File => {
+                        referenced.insert(hash);
+                    }
+                    Storage::Pack { pack, offset } => {
+                        in_packs.insert((pack, offset), what.clone());
+                    }
+                }
+                match self.assemble(&record, &rows, *n) {
+                    Err(e) => report.problems.push(format!("{what}: {e}")),
+                    Ok(raw) if raw.len() as u64 != row.size => report.problems.push(format!(
+                        "{what}: {} bytes, its row says {}",
+                        raw.len(),
+                        row.size
+                    )),
+                    Ok(raw) if BlobHash::of(&raw) != hash => report
+                        .problems
+                        .push(format!("{what}: its bytes do not hash to {}", row.blob)),
+                    Ok(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Reads every frame of every pack file (the log a rebuild reads) and checks it: its
     /// magic, lengths, header and check; that the records it filed are there and name the
     /// same bytes at the same place; and that every record kept in a pack has its frame.
@@ -1100,7 +1437,7 @@ impl Archive {
     fn verify_log(
         &self,
         txn: &redb::ReadTransaction,
-        in_packs: &std::collections::BTreeMap<(u32, u64), u32>,
+        in_packs: &std::collections::BTreeMap<(u32, u64), String>,
         report: &mut VerifyReport,
     ) -> Result<(), Error> {
         let meta = txn.open_table(META).db()?;
@@ -1108,6 +1445,12 @@ impl Archive {
         let filed_len = get_u64(&meta, META_PACK_LEN)?.unwrap_or(0);
         let messages = txn.open_table(MESSAGES).db()?;
         let ids = txn.open_table(IDS).db()?;
+        let copies = txn.open_table(COPIES).db()?;
+        // Archives upgraded from format 2 kept no later copies in the log before then.
+        let copies_from = (
+            get_u64(&meta, META_COPIES_PACK)?.unwrap_or(1),
+            get_u64(&meta, META_COPIES_LEN)?.unwrap_or(0),
+        );
         let mut framed = BTreeSet::new();
         for (pack, path) in self.pack_files()? {
             let file =
@@ -1118,6 +1461,7 @@ impl Archive {
                 let pack = u64::from(pack);
                 pack < filed_pack || (pack == filed_pack && at < filed_len)
             };
+            let keeps_copies = |at: u64| (u64::from(pack), at) >= copies_from;
             loop {
                 let next = wal::read_next(&mut reader)
                     .map_err(io(format!("reading {}", path.display())))?;
@@ -1154,25 +1498,35 @@ impl Archive {
                                 continue;
                             }
                         };
-                        if record.blob != h.blob || record.size != h.size {
-                            report.problems.push(format!(
+                        let place =
+                            (h.placed == wal::Placed::Pack).then_some((pack, at + frame.bytes_at));
+                        // Where the index keeps the bytes this frame names: the record's
+                        // own, or one of its later copies'.
+                        let kept = if record.blob == h.blob {
+                            Some((record.size, record.storage))
+                        } else {
+                            copy_rows(&copies, uid)?
+                                .into_iter()
+                                .find(|(_, row)| row.blob == h.blob)
+                                .map(|(_, row)| (row.size, row.storage))
+                        };
+                        match kept {
+                            Some((size, _)) if size != h.size => report.problems.push(format!(
                                 "pack {pack} offset {at}: the log frame of message {uid} names other bytes than its record"
-                            ));
-                        }
-                        if h.placed == wal::Placed::Pack {
-                            let place = (pack, at + frame.bytes_at);
-                            if record.storage
-                                != (Storage::Pack {
-                                    pack: place.0,
-                                    offset: place.1,
-                                })
-                            {
-                                report.problems.push(format!(
-                                    "pack {pack} offset {at}: message {uid}'s bytes are in this log frame, its record says {:?}",
-                                    record.storage
-                                ));
+                            )),
+                            Some((_, storage)) => {
+                                // Else the same bytes were logged twice (by two batches
+                                // before either was filed) and are kept at the first place.
+                                if let Some((pack, offset)) = place
+                                    && storage == (Storage::Pack { pack, offset })
+                                {
+                                    framed.insert((pack, offset));
+                                }
                             }
-                            framed.insert(place);
+                            None if filed(at) && keeps_copies(at) => report.problems.push(format!(
+                                "pack {pack} offset {at}: a log frame of a copy of message {uid} that the index does not keep"
+                            )),
+                            None => {}
                         }
                     }
                     (Some(_), _) => {}
@@ -1180,10 +1534,10 @@ impl Archive {
                 at += frame.len;
             }
         }
-        for (&(pack, offset), uid) in in_packs {
+        for (&(pack, offset), what) in in_packs {
             if !framed.contains(&(pack, offset)) {
                 report.problems.push(format!(
-                    "message {uid}: no log frame holds its bytes (pack {pack} offset {offset})"
+                    "{what}: no log frame holds its bytes (pack {pack} offset {offset})"
                 ));
             }
         }
@@ -1215,6 +1569,32 @@ impl Archive {
         packs.sort();
         Ok(packs)
     }
+}
+
+/// What the archive tells about `record`'s copies, given its rows.
+fn copy_infos(record: &Record, rows: &[(u32, copies::CopyRow)]) -> Vec<CopyInfo> {
+    let first = CopyInfo {
+        n: 1,
+        size: record.size,
+        blob: record.blob.clone(),
+        received_at: record.meta.received_at,
+        kept: Kept::Whole,
+        stored_size: record.stored_size,
+    };
+    std::iter::once(first)
+        .chain(rows.iter().map(|(n, row)| CopyInfo {
+            n: *n,
+            size: row.size,
+            blob: row.blob.clone(),
+            received_at: row.received_at,
+            kept: if row.body.is_some() {
+                Kept::HeaderBlock
+            } else {
+                Kept::Whole
+            },
+            stored_size: row.stored_size,
+        }))
+        .collect()
 }
 
 fn is_party(record: &Record, address: &str) -> bool {
@@ -1271,6 +1651,7 @@ struct Writer<'t> {
     threads: MultimapTable<'t, &'static str, u32>,
     references: MultimapTable<'t, &'static str, u32>,
     junk: Table<'t, u32, ()>,
+    copies: Table<'t, (u32, u32), &'static [u8]>,
     meta: Table<'t, &'static str, u64>,
     counters: Table<'t, &'static str, u64>,
     months: Table<'t, u32, u64>,
@@ -1308,6 +1689,7 @@ impl<'t> Writer<'t> {
             threads: txn.open_multimap_table(THREADS).db()?,
             references: txn.open_multimap_table(REFERENCES).db()?,
             junk: txn.open_table(JUNK).db()?,
+            copies: txn.open_table(COPIES).db()?,
             meta: txn.open_table(META).db()?,
             counters: txn.open_table(COUNTERS).db()?,
             months: txn.open_table(MONTHS).db()?,
@@ -1423,11 +1805,13 @@ impl<'t> Writer<'t> {
     }
 
     /// Merges a copy of an archived message into its record: the union of recipients (with
-    /// their sources), one more copy, and the direction re-derived if recipients were added.
+    /// their sources), one more copy, and the direction re-derived if recipients were added;
+    /// and keeps the copy's bytes when they are new (`storage`: where the log put them).
     fn merge(
         &mut self,
         uid: u32,
         item: StagedMessage,
+        storage: Option<Storage>,
         hooks: &dyn Hooks,
     ) -> Result<PutOutcome, Error> {
         let Some(bytes) = self.messages.get(uid).db()?.map(|g| g.value().to_vec()) else {
@@ -1463,12 +1847,79 @@ impl<'t> Writer<'t> {
         self.messages
             .insert(uid, encode(&record)?.as_slice())
             .db()?;
+        if let Some(storage) = storage {
+            self.file_copy(&record, &item, storage)?;
+        }
         self.tally.count(Counter::Duplicates);
         Ok(PutOutcome::Duplicate {
             uid,
             id: item.id,
             changed,
         })
+    }
+}
+
+impl Writer<'_> {
+    /// Files a later copy of `record`'s message whose bytes the log holds at `storage`: the
+    /// one place a copy is kept. A copy byte for byte the same as one kept already (two
+    /// batches logged it before either was filed) adds nothing. Returns the copy's number.
+    fn file_copy(
+        &mut self,
+        record: &Record,
+        item: &StagedMessage,
+        storage: Storage,
+    ) -> Result<Option<u32>, Error> {
+        let uid = record.uid;
+        let blob = item.blob.to_hex();
+        if record.blob == blob {
+            return Ok(None);
+        }
+        let rows = copy_rows(&self.copies, uid)?;
+        if rows.iter().any(|(_, row)| row.blob == blob) {
+            return Ok(None);
+        }
+        let body = match item.body {
+            None => None,
+            Some((of, at)) => {
+                let of = of.to_hex();
+                let n = if record.blob == of {
+                    Some(1)
+                } else {
+                    rows.iter().find(|(_, row)| row.blob == of).map(|(n, _)| *n)
+                };
+                let Some(n) = n else {
+                    return Err(Error::Corrupt {
+                        uid,
+                        reason: format!("a copy shares the body of {of}, which is not kept"),
+                    });
+                };
+                Some(copies::BodyRef { of: n, at })
+            }
+        };
+        let n = rows
+            .last()
+            .map_or(Some(2), |(n, _)| n.checked_add(1))
+            .ok_or(Error::Corrupt {
+                uid,
+                reason: "too many copies".into(),
+            })?;
+        let row = copies::CopyRow {
+            blob,
+            size: item.size,
+            received_at: item.meta.received_at,
+            storage,
+            compression: item.compression,
+            stored_size: item.stored_size,
+            body,
+        };
+        let json = serde_json::to_vec(&row).map_err(|e| Error::Corrupt {
+            uid,
+            reason: e.to_string(),
+        })?;
+        self.copies.insert((uid, n), json.as_slice()).db()?;
+        *self.tally.meta.entry(META_RAW_BYTES).or_default() += item.size;
+        *self.tally.meta.entry(META_STORED_BYTES).or_default() += item.stored_size;
+        Ok(Some(n))
     }
 }
 
@@ -1502,11 +1953,142 @@ mod tests {
             Some(FORMAT),
             "format 1 is upgraded on open"
         );
+        // Format 2 (no copies kept): upgraded, and the log position from which copies are
+        // kept is recorded, so that `verify` expects no copies of frames before it.
+        set_format(dir.path(), 2);
+        assert_eq!(format(dir.path()), Some(FORMAT), "format 2 is upgraded");
+        {
+            let archive = Archive::open(dir.path()).expect("open");
+            let txn = archive.read().expect("read");
+            let meta = txn.open_table(META).expect("meta");
+            assert_eq!(get_u64(&meta, META_COPIES_PACK).expect("get"), Some(1));
+            assert_eq!(get_u64(&meta, META_COPIES_LEN).expect("get"), Some(0));
+            assert!(txn.open_table(COPIES).is_ok(), "the copies table is there");
+        }
         set_format(dir.path(), FORMAT + 1);
         match Archive::open(dir.path()) {
             Err(Error::TooNew { found, .. }) => assert_eq!(found, FORMAT + 1),
             Err(e) => panic!("want TooNew, got {e}"),
             Ok(_) => panic!("a newer format must not open"),
         }
+    }
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::*;
+
+    struct NoHooks;
+
+    impl Hooks for NoHooks {
+        fn classify(&self, _: Option<&str>, _: &Recipients) -> Direction {
+            Direction::External
+        }
+        fn pairs(&self, _: Option<&str>, _: &Recipients) -> Vec<(String, String)> {
+            Vec::new()
+        }
+    }
+
+    const ID: &str = "aaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn item(raw: &[u8]) -> NewMessage {
+        let id: StableId = ID.parse().expect("id");
+        NewMessage::prepare(
+            raw,
+            BlobHash::of(raw),
+            id,
+            Meta::arrived(1_795_219_200),
+            Codec::Lz4,
+        )
+        .expect("prepare")
+    }
+
+    fn raws() -> [Vec<u8>; 4] {
+        let first = b"From: a@b\r\nMessage-ID: <m@b>\r\n\r\nThe body, shared.\r\n".to_vec();
+        let relayed = [b"Received: from hub\r\n".as_slice(), &first].concat();
+        let again = [b"Received: from edge\r\n".as_slice(), &relayed].concat();
+        // Bare LF line endings: the same message to the stable id, other body bytes.
+        let lf = b"From: a@b\nMessage-ID: <m@b>\n\nThe body, shared.\n".to_vec();
+        [first, relayed, again, lf]
+    }
+
+    /// Two batches staged before either is filed (as the pipelined committer does): the
+    /// second cannot know the first's message, so its first copy is kept whole and its
+    /// second copy as a header block against that one; a copy whose body bytes differ is
+    /// kept whole. Every copy reads back byte-exact, and `verify` agrees.
+    #[test]
+    fn copies_of_batches_staged_before_either_is_filed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let archive = Archive::open(dir.path()).expect("open");
+        let [first, relayed, again, lf] = raws();
+        let a = archive.stage(vec![item(&first)]).expect("stage");
+        let b = archive
+            .stage(vec![
+                item(&relayed),
+                item(&again),
+                item(&first),
+                item(&lf),
+                item(&again),
+            ])
+            .expect("stage");
+        archive.commit_staged(a, &NoHooks, true).expect("commit");
+        let outcomes = archive.commit_staged(b, &NoHooks, true).expect("commit");
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, PutOutcome::Duplicate { uid: 1, .. }))
+        );
+        let copies = archive.copies(1).expect("copies");
+        let kept: Vec<_> = copies.iter().map(|c| (c.n, c.kept)).collect();
+        assert_eq!(
+            kept,
+            [
+                (1, Kept::Whole),
+                (2, Kept::Whole),
+                (3, Kept::HeaderBlock),
+                (4, Kept::Whole)
+            ]
+        );
+        for (n, want) in [(1, &first), (2, &relayed), (3, &again), (4, &lf)] {
+            let raw = archive.copy_raw(1, n).expect("read").expect("kept");
+            assert_eq!(&raw, want, "copy {n}");
+            assert_eq!(copies[n as usize - 1].blob, BlobHash::of(want).to_hex());
+        }
+        assert_eq!(archive.get(1).expect("get").expect("record").copies, 6);
+        let report = archive.verify(false, |_, _| {}).expect("verify");
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.copies_checked, 3);
+    }
+
+    /// In one batch, a later copy is kept as its header block against the batch's first.
+    #[test]
+    fn a_copy_in_the_same_batch_shares_the_first_copys_body() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let archive = Archive::open(dir.path()).expect("open");
+        let [first, relayed, again, _] = raws();
+        archive
+            .put_batch(vec![item(&first), item(&relayed), item(&relayed)], &NoHooks)
+            .expect("put");
+        archive
+            .put_batch(vec![item(&again)], &NoHooks)
+            .expect("put");
+        let kept: Vec<_> = archive
+            .copies(1)
+            .expect("copies")
+            .iter()
+            .map(|c| (c.n, c.kept, c.size))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (1, Kept::Whole, first.len() as u64),
+                (2, Kept::HeaderBlock, relayed.len() as u64),
+                (3, Kept::HeaderBlock, again.len() as u64)
+            ]
+        );
+        for (n, want) in [(1, &first), (2, &relayed), (3, &again)] {
+            assert_eq!(&archive.copy_raw(1, n).expect("read").expect("kept"), want);
+        }
+        assert_eq!(archive.copy_raw(1, 4).expect("read"), None);
     }
 }

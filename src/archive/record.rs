@@ -169,7 +169,8 @@ pub struct Record {
     pub size: u64,
     /// Stored (compressed, or not) size in bytes.
     pub stored_size: u64,
-    /// How many copies of it arrived (duplicates merged into this record).
+    /// How many copies of it arrived (duplicates merged into this record), byte-identical
+    /// ones included; the distinct ones are kept (see `copies`).
     #[serde(default = "one")]
     pub copies: u32,
     #[serde(flatten)]
@@ -272,11 +273,23 @@ pub struct View<'a> {
     pub flags: &'a [Flag],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub junk: Option<&'a str>,
-    pub copies: u32,
+    pub copies: Copies<'a>,
+}
+
+/// A message's copies, as `list --json` shows them.
+#[derive(Debug, Serialize)]
+pub struct Copies<'a> {
+    /// How many distinct copies are kept (each retrievable byte for byte).
+    pub count: usize,
+    /// How many copies arrived, byte-identical resends included.
+    pub received: u32,
+    /// Each kept copy, by number.
+    pub list: &'a [super::CopyInfo],
 }
 
 impl Record {
-    pub fn view(&self) -> View<'_> {
+    /// The public view, with the copies [`super::Archive::copies`] gives.
+    pub fn view<'a>(&'a self, copies: &'a [super::CopyInfo]) -> View<'a> {
         let m = &self.meta;
         View {
             id: &self.id,
@@ -299,7 +312,11 @@ impl Record {
             attachments: m.attachments,
             flags: &m.flags,
             junk: m.junk.as_deref(),
-            copies: self.copies,
+            copies: Copies {
+                count: copies.len(),
+                received: self.copies,
+                list: copies,
+            },
         }
     }
 }

@@ -36,10 +36,20 @@ pub const META_STORED_BYTES: &str = "stored_bytes";
 /// The current pack file and its committed length.
 pub const META_PACK: &str = "pack";
 pub const META_PACK_LEN: &str = "pack_len";
+/// Where in the log later copies are kept from (set when a format 2 archive is upgraded;
+/// before it, the log may name copies whose bytes were never kept).
+pub const META_COPIES_PACK: &str = "copies_pack";
+pub const META_COPIES_LEN: &str = "copies_pack_len";
 
 /// The on-disk format this version reads and writes. 2: a record may say
-/// `"compression": "none"` (stored as is); format 1 archives are upgraded on open.
-pub const FORMAT: u64 = 2;
+/// `"compression": "none"` (stored as is). 3: later copies of a message are kept (the
+/// `copies` table, and log frames that hold a copy's header block against the first copy's
+/// body). Older archives are upgraded on open (the new table is created; nothing else
+/// changes), and an older version refuses a newer archive.
+pub const FORMAT: u64 = 3;
+/// (uid, copy number ≥ 2) → that copy of the message (JSON `copies::CopyRow`); copy 1 is
+/// the record itself.
+pub const COPIES: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("copies");
 /// account name → account (JSON: password hash, roles). Kept apart from the messages.
 pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// month (year × 100 + month, of the message's date, UTC) → logged messages in it.

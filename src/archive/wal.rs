@@ -14,6 +14,10 @@
 //! ```
 //!
 //! `check` is the first 16 bytes of the BLAKE3 hash of everything before it in the frame.
+//!
+//! A later copy of an archived message (one that differs in its transport headers) is a
+//! frame of its own: with its whole bytes, or with only its header block and `body_at`,
+//! the offset of the body in the first copy, which it shares (see `copies`).
 
 use std::io;
 
@@ -50,6 +54,14 @@ pub struct Header {
     pub compression: Compression,
     pub placed: Placed,
     pub meta: Meta,
+    /// Set for a later copy of a message kept as its header block: the frame's bytes are
+    /// that block, and the copy's body is the first copy's bytes from this offset on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_at: Option<u64>,
+    /// With `body_at`: the BLAKE3 (hex) of the copy whose body it shares (the first copy's,
+    /// or that of a copy logged before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_of: Option<String>,
 }
 
 /// A frame's bytes: `bytes` must be empty unless the header says [`Placed::Pack`]. Returns
@@ -210,6 +222,8 @@ mod tests {
             compression: Compression::Zstd,
             placed,
             meta: Meta::arrived(1_795_248_000),
+            body_at: None,
+            body_of: None,
         }
     }
 

@@ -74,6 +74,12 @@ pub fn render(stats: &Stats, metrics: &Metrics) -> String {
         counter(Counter::Stored),
     );
     t.single(
+        "mailjournal_later_copies",
+        "gauge",
+        "Later copies kept: distinct bytes of messages archived already.",
+        stats.later_copies,
+    );
+    t.single(
         "mailjournal_duplicates_total",
         "counter",
         "Copies merged into a message already archived.",
@@ -138,6 +144,7 @@ mod tests {
     fn renders_every_family_with_one_type_line() {
         let stats = Stats {
             messages: 5,
+            later_copies: 2,
             inbound: 2,
             outbound: 1,
             internal: 1,
@@ -160,6 +167,7 @@ mod tests {
             "mailjournal_messages{direction=\"external\"} 0",
             "mailjournal_junk_quarantined 1",
             "mailjournal_duplicates_total 3",
+            "mailjournal_later_copies 2",
             "mailjournal_unmatched_messages 4",
             "mailjournal_ingest_latency_seconds_bucket{le=\"0.001\"} 0",
             "mailjournal_ingest_latency_seconds_bucket{le=\"0.0025\"} 1",

@@ -38,6 +38,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/m/{id}", get(message))
+        .route("/m/{id}/copies/{n}", get(copy))
         .route("/api/interactions", get(interactions))
         .route("/api/interactions/{no}/opportunity", post(add_opportunity))
         .route("/api/contacts/{number}/opportunities", get(opportunities))
@@ -144,30 +145,14 @@ async fn message(
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<LinkQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(LinkQuery { token }) =
-        query.map_err(|_| ApiError::bad_request("malformed query string"))?;
-    // Basic credentials win over a token; without either, the answer is 401 whatever the
-    // id, so nothing is learned about which messages exist.
-    let reader = match token {
-        Some(token) if credentials_absent(&headers) => Reader::Link(token),
-        _ => Reader::Account(login::require(&s.ctx, &headers, peer.ip()).await?),
-    };
+    let reader = reader(&s, &peer, &headers, query).await?;
     let Path(segment) = path.map_err(|_| ApiError::not_found())?;
     let (text, as_json) = match segment.strip_suffix(".json") {
         Some(text) => (text, true),
         None => (segment.as_str(), false),
     };
     let id: StableId = text.parse().map_err(|_| ApiError::not_found())?;
-    let (access, who) = match reader {
-        Reader::Link(token) => {
-            s.ctx
-                .tokens
-                .verify(&id, &token, s.ctx.clock.now())
-                .map_err(|e| ApiError::forbidden(e.to_string()))?;
-            (None, "a signed link".to_owned())
-        }
-        Reader::Account(user) => (Some(user.access), user.account.name),
-    };
+    let (access, who) = authorize(&s, reader, &id)?;
     let archive = Arc::clone(&s.ctx.archive);
     let lookup = id.clone();
     let found = blocking(move || {
@@ -189,7 +174,9 @@ async fn message(
                     entries.clear();
                 }
             }
-            let mut view = serde_json::to_value(record.view()).map_err(ApiError::internal)?;
+            let copies = archive.copies(record.uid)?;
+            let mut view =
+                serde_json::to_value(record.view(&copies)).map_err(ApiError::internal)?;
             if let Some(object) = view.as_object_mut() {
                 object.insert(
                     "entries".into(),
@@ -207,23 +194,95 @@ async fn message(
         Found::Json(view) => {
             ([(header::CACHE_CONTROL, "private, no-store")], Json(view)).into_response()
         }
-        Found::Raw(bytes) => {
-            let mut response = Body::from(bytes).into_response();
-            let h = response.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("message/rfc822"),
-            );
-            h.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("private, no-store"),
-            );
-            if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{id}.eml\"")) {
-                h.insert(header::CONTENT_DISPOSITION, v);
-            }
-            response
-        }
+        Found::Raw(bytes) => raw_message(bytes, &id.to_string()),
     })
+}
+
+/// Who reads: Basic credentials win over a token; without either, the answer is 401
+/// whatever the path, so nothing is learned about which messages exist.
+async fn reader(
+    s: &Shared,
+    peer: &Peer,
+    headers: &HeaderMap,
+    query: Result<Query<LinkQuery>, QueryRejection>,
+) -> Result<Reader, ApiError> {
+    let Query(LinkQuery { token }) =
+        query.map_err(|_| ApiError::bad_request("malformed query string"))?;
+    Ok(match token {
+        Some(token) if credentials_absent(headers) => Reader::Link(token),
+        _ => Reader::Account(login::require(&s.ctx, headers, peer.ip()).await?),
+    })
+}
+
+/// What `reader` may see of message `id` (`None`: a signed link for it, which shows it
+/// whoever made it), and who that is for the log.
+fn authorize(
+    s: &Shared,
+    reader: Reader,
+    id: &StableId,
+) -> Result<(Option<Access>, String), ApiError> {
+    Ok(match reader {
+        Reader::Link(token) => {
+            s.ctx
+                .tokens
+                .verify(id, &token, s.ctx.clock.now())
+                .map_err(|e| ApiError::forbidden(e.to_string()))?;
+            (None, "a signed link".to_owned())
+        }
+        Reader::Account(user) => (Some(user.access), user.account.name),
+    })
+}
+
+/// `GET /m/{id}/copies/{n}`: copy `n` of a message (1: the first, what `/m/{id}` serves),
+/// byte for byte, to whoever may read the message (an account, or a signed link to it).
+async fn copy(
+    State(s): AppState,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<LinkQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let reader = reader(&s, &peer, &headers, query).await?;
+    let Path((id, n)) = path.map_err(|_| ApiError::not_found())?;
+    let id: StableId = id.parse().map_err(|_| ApiError::not_found())?;
+    let n: u32 = n
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(ApiError::not_found)?;
+    let (access, who) = authorize(&s, reader, &id)?;
+    let archive = Arc::clone(&s.ctx.archive);
+    let lookup = id.clone();
+    let bytes = blocking(move || {
+        let record = archive
+            .get_by_id(&lookup)?
+            .filter(|r| access.as_ref().is_none_or(|a| visible(a, r)))
+            .ok_or_else(ApiError::not_found)?;
+        archive
+            .copy_raw(record.uid, n)?
+            .ok_or_else(ApiError::not_found)
+    })
+    .await?;
+    tracing::info!(%id, copy = n, by = %who, "message copy read over HTTP");
+    Ok(raw_message(bytes, &format!("{id}-copy-{n}")))
+}
+
+/// A message's bytes as `message/rfc822`, never cached by anyone else, saved as `NAME.eml`.
+fn raw_message(bytes: Vec<u8>, name: &str) -> Response {
+    let mut response = Body::from(bytes).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("message/rfc822"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{name}.eml\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    response
 }
 
 enum Found {

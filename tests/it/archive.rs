@@ -689,6 +689,11 @@ fn a_batch_in_the_log_but_not_in_the_database_is_filed_at_the_next_start() {
     let two = archive.get(2).expect("get").expect("filed from the log");
     assert_eq!(archive.raw(&two).expect("raw"), second);
     assert_eq!(two.copies, 2, "the copy in the same batch is merged");
+    assert_eq!(
+        archive.copy_raw(2, 2).expect("copy").as_deref(),
+        Some(copy.as_slice()),
+        "and its bytes are kept, from the log"
+    );
     assert!(
         two.meta
             .recipients
@@ -830,4 +835,195 @@ fn verify_finds_a_flipped_byte_anywhere_in_the_log() {
         "flips not found at offsets {missed:?} of {}",
         original.len()
     );
+}
+
+/// The transport headers a copy of `big` picked up on its way (a hub, Exchange's stamps).
+const TRANSPORT: &str = "Received: from hub2.contoso.com by mx1.contoso.com; Fri, 20 Nov 2026 10:00:09 +0000\r\n\
+    Delivered-To: bob@contoso.com\r\n\
+    X-MS-Exchange-Organization-AuthAs: Anonymous\r\n\
+    X-MS-Exchange-Organization-Network-Message-Id: 6b1f0f5e-5c1d-4a8e-9b57-3f2c3e1a9d42\r\n";
+
+/// Issue 11, defect 1: copies that differ only in transport headers are one message (one
+/// id, one record, the union of recipients), and every distinct copy comes back byte for
+/// byte; a later copy of a 1 MiB message costs its header block, not another body; a
+/// byte-identical resend adds no copy; a rebuilt index numbers the copies the same.
+#[test]
+fn every_distinct_copy_is_kept_byte_exact_and_costs_its_header_block() {
+    let t = TestArchive::new();
+    let first = with_incompressible_attachment("copies-1@contoso.com", 1024);
+    let mut second = TRANSPORT.as_bytes().to_vec();
+    second.extend_from_slice(&first);
+    let mut third =
+        b"Received: from edge.contoso.com\r\nX-Original-To: carol@contoso.com\r\n".to_vec();
+    third.extend_from_slice(&first);
+    let ingest = |raw: &[u8]| {
+        t.ingestor()
+            .ingest_blocking(raw, &envelope())
+            .expect("ingest")
+    };
+
+    let Outcome::Stored { uid, id, .. } = ingest(&first) else {
+        panic!("the first copy is stored");
+    };
+    let before = t.archive().stats().expect("stats");
+    assert!(matches!(ingest(&second), Outcome::Duplicate { uid: u, .. } if u == uid));
+    let after = t.archive().stats().expect("stats");
+    let added = after.stored_bytes - before.stored_bytes;
+    assert!(
+        added > 0 && added < 64 * 1024,
+        "a copy of a {} byte message took {added} more stored bytes",
+        first.len()
+    );
+    assert!(
+        after.disk_bytes - before.disk_bytes < 64 * 1024,
+        "and {} more bytes on disk",
+        after.disk_bytes - before.disk_bytes
+    );
+    // A byte-identical resend of copy 2: counted, not kept again.
+    assert!(matches!(ingest(&second), Outcome::Duplicate { .. }));
+    assert_eq!(
+        t.archive().stats().expect("stats").stored_bytes,
+        after.stored_bytes
+    );
+    assert!(matches!(ingest(&third), Outcome::Duplicate { .. }));
+    // And the first copy again.
+    assert!(matches!(ingest(&first), Outcome::Duplicate { .. }));
+
+    let archive = t.archive();
+    let stats = archive.stats().expect("stats");
+    assert_eq!(stats.messages, 1, "one message");
+    assert_eq!(stats.later_copies, 2, "two later copies kept");
+    assert_eq!(stats.counters["duplicates"], 4);
+    let record = archive.get(uid).expect("get").expect("record");
+    assert_eq!(record.copies, 5, "five copies arrived");
+    assert_eq!(record.id, id.as_str());
+    let recipients: Vec<_> = record.meta.recipients.addresses().collect();
+    for want in ["kim@fabrikam.com", "bob@contoso.com", "carol@contoso.com"] {
+        assert!(recipients.contains(&want), "{want} in {recipients:?}");
+    }
+    let copies = archive.copies(uid).expect("copies");
+    let numbers: Vec<_> = copies.iter().map(|c| (c.n, c.kept)).collect();
+    use mailjournal::archive::Kept;
+    assert_eq!(
+        numbers,
+        [
+            (1, Kept::Whole),
+            (2, Kept::HeaderBlock),
+            (3, Kept::HeaderBlock)
+        ],
+        "three distinct copies"
+    );
+    for (n, want) in [(1, &first), (2, &second), (3, &third)] {
+        let c = &copies[n as usize - 1];
+        assert_eq!(c.size, want.len() as u64, "copy {n}");
+        assert_eq!(c.blob, BlobHash::of(want).to_hex(), "copy {n}");
+        assert_eq!(c.received_at, RECEIVED_AT);
+        let raw = archive.copy_raw(uid, n).expect("copy").expect("kept");
+        assert!(raw == *want, "copy {n} is byte-exact");
+    }
+    assert_eq!(archive.copy_raw(uid, 4).expect("copy"), None);
+    assert_eq!(archive.copy_raw(uid, 0).expect("copy"), None);
+    assert_eq!(archive.copy_raw(uid + 1, 1).expect("copy"), None);
+    assert!(
+        archive.raw(&record).expect("raw") == first,
+        "IMAP's bytes: the first copy"
+    );
+    let report = archive.verify(false, |_, _| {}).expect("verify");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.copies_checked, 2);
+
+    // The index lost: rebuilt from the packs, the same copies under the same numbers.
+    let dir = t.close();
+    std::fs::remove_file(dir.path().join("archive.redb")).expect("lose the index");
+    let archive = Arc::new(Archive::open(dir.path()).expect("reopen"));
+    let (ingestor, committer) =
+        ingest::Ingestor::start(Arc::clone(&archive), policy()).expect("start");
+    assert_eq!(archive.copies(uid).expect("copies"), copies);
+    for (n, want) in [(1, &first), (2, &second), (3, &third)] {
+        let raw = archive.copy_raw(uid, n).expect("copy").expect("kept");
+        assert!(raw == *want, "copy {n} is byte-exact after the rebuild");
+    }
+    let record = archive.get(uid).expect("get").expect("record");
+    assert_eq!(record.copies, 5);
+    drop(ingestor);
+    committer.join().expect("committer");
+}
+
+/// `verify` checks every byte a copy relies on: one flipped byte in the header block a
+/// copy keeps (the last frame of the pack) is reported, naming the copy.
+#[test]
+fn verify_finds_a_flipped_byte_in_a_copys_header_block() {
+    let t = TestArchive::new();
+    let first = with_incompressible_attachment("copies-2@contoso.com", 200);
+    let mut second = TRANSPORT.as_bytes().to_vec();
+    second.extend_from_slice(&first);
+    for raw in [&first, &second] {
+        t.ingestor()
+            .ingest_blocking(raw, &envelope())
+            .expect("ingest");
+    }
+    let clean = t.archive().verify(false, |_, _| {}).expect("verify");
+    assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+    let dir = t.close();
+    let pack = dir.path().join("packs").join("pack-000001.dat");
+    let original = std::fs::read(&pack).expect("pack");
+    // The frame ends in its 16-byte check; before it, the stored header block.
+    for back in [17, 18, 30] {
+        let mut damaged = original.clone();
+        let at = damaged.len() - back;
+        damaged[at] ^= 0x04;
+        std::fs::write(&pack, &damaged).expect("damage");
+        let archive = Archive::open(dir.path()).expect("open");
+        let report = archive.verify(false, |_, _| {}).expect("verify");
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("copy 2 of message 1")),
+            "flip {back} bytes before the end: {:?}",
+            report.problems
+        );
+    }
+    std::fs::write(&pack, &original).expect("restore");
+    let archive = Archive::open(dir.path()).expect("open");
+    assert!(
+        archive
+            .verify(false, |_, _| {})
+            .expect("verify")
+            .problems
+            .is_empty()
+    );
+}
+
+/// IMAP shows a message with two copies once, with the first copy's bytes (over SMTP, read
+/// with async-imap).
+#[tokio::test]
+async fn imap_shows_a_message_with_copies_once_with_the_first_copys_bytes() {
+    use futures::TryStreamExt;
+    let first = simple(
+        "marta@fabrikam.com",
+        "alice@contoso.com",
+        None,
+        "imap-copies@fabrikam.com",
+        "Two copies, one message.",
+    );
+    let mut copy = TRANSPORT.as_bytes().to_vec();
+    copy.extend_from_slice(&first);
+    let (_dir, server) = crate::imap::server_with(&[&first, &copy]).await;
+    let archive = server.archive().expect("archive");
+    assert_eq!(archive.copies(1).expect("copies").len(), 2, "both kept");
+    let mut s = crate::imap::login(&server).await;
+    let inbox = s.examine("INBOX").await.expect("examine");
+    assert_eq!(inbox.exists, 1, "one message");
+    let fetched: Vec<_> = s
+        .uid_fetch("1:*", "BODY.PEEK[]")
+        .await
+        .expect("fetch")
+        .try_collect()
+        .await
+        .expect("answers");
+    assert_eq!(fetched.len(), 1);
+    assert_eq!(fetched[0].body(), Some(first.as_slice()), "the first copy");
+    s.logout().await.expect("logout");
+    server.stop().await;
 }

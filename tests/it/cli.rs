@@ -105,6 +105,7 @@ fn ingest_list_show_verify_round_trip_every_fixture() {
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats json");
     assert_eq!(stats["messages"], 17);
     assert_eq!(stats["counters"]["duplicates"], 1);
+    assert_eq!(stats["later_copies"], 1, "journaled-twice's second copy");
     assert_eq!(stats["counters"]["journal_reports"], 2);
 
     // Ingesting everything again stores nothing new.
@@ -742,4 +743,128 @@ fn list_prints_a_header_row_on_a_terminal_only() {
         "{text:?}"
     );
     assert_eq!(text.lines().count(), 2, "{text:?}");
+}
+
+/// Issue 11, defect 1, end to end: a message blind-copied to the journal and the same
+/// message in an Exchange journal report (other `Received:`, `Delivered-To:` and
+/// `X-MS-Exchange-*` headers), both over SMTP, are one message with one interaction-log
+/// entry, and each copy comes back byte for byte from `show --copy`: through the running
+/// gateway, and from the packs after the index is lost.
+#[test]
+fn copies_over_smtp_are_one_message_and_show_copy_gives_each_back() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = fixtures().join("directory");
+    // The fixture directory has bad lines on purpose: the good ones are imported.
+    let import = || {
+        let out = mailjournal(
+            &[
+                "directory",
+                "import",
+                "--salespeople",
+                dir.join("salespeople.csv").to_str().expect("utf-8"),
+                "--contacts",
+                dir.join("contacts.csv").to_str().expect("utf-8"),
+            ],
+            data.path(),
+        );
+        assert!(
+            stdout(&out).contains("contacts: 6 added"),
+            "{}",
+            stderr(&out)
+        );
+    };
+    let gateway = Gateway::start(data.path());
+    import();
+    let headers = "From: Marta Buyer <marta@fabrikam.com>\r\nTo: alice@contoso.com\r\n\
+        Subject: Pallets\r\nDate: Fri, 20 Nov 2026 10:00:00 +0000\r\n\
+        Message-ID: <pallets-1@fabrikam.com>\r\n";
+    let body = "Hi Alice,\r\n\r\nplease quote 400 pallets.\r\n\r\nMarta";
+    let bcc = format!(
+        "Received: from mail.fabrikam.com by mx1.contoso.com; Fri, 20 Nov 2026 10:00:04 +0000\r\n\
+         Delivered-To: alice@contoso.com\r\n{headers}\r\n{body}"
+    );
+    let carried = format!(
+        "Received: from mail.fabrikam.com by ex01.contoso.com; Fri, 20 Nov 2026 10:00:05 +0000\r\n\
+         X-MS-Exchange-Organization-AuthAs: Anonymous\r\n\
+         X-MS-Exchange-Organization-SCL: 1\r\n{headers}\r\n{body}\r\n"
+    );
+    let report = format!(
+        "From: Microsoft Exchange <postmaster@contoso.com>\r\nTo: journal@contoso.com\r\n\
+         Subject: Pallets\r\nMessage-ID: <jr-pallets-1@ex01.contoso.com>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"jr\"\r\nX-MS-Journal-Report:\r\n\r\n\
+         --jr\r\nContent-Type: text/plain\r\n\r\nSender: marta@fabrikam.com\r\n\
+         Subject: Pallets\r\nMessage-Id: <pallets-1@fabrikam.com>\r\nTo: alice@contoso.com\r\n\r\n\
+         --jr\r\nContent-Type: message/rfc822\r\n\r\n{carried}\r\n--jr--"
+    );
+    // What the archive received: smtp_send ends the data with a CRLF.
+    let first = format!("{bcc}\r\n").into_bytes();
+    let second = carried.clone().into_bytes();
+
+    let one = smtp_send(gateway.smtp, &bcc);
+    let two = smtp_send(gateway.smtp, &report);
+    assert!(one.starts_with("250 2.0.0 OK "), "{one}");
+    assert_eq!(one, two, "one message, one id");
+    let id = one.trim_end().rsplit(' ').next().expect("id").to_owned();
+    // A byte-identical resend of the blind copy adds no copy.
+    assert_eq!(smtp_send(gateway.smtp, &bcc), one);
+
+    let check = |when: &str| {
+        let out = mailjournal(&["list", "--json"], data.path());
+        assert!(out.status.success(), "{when}: {}", stderr(&out));
+        let listed = json_lines(&stdout(&out));
+        assert_eq!(listed.len(), 1, "{when}: one message");
+        let copies = &listed[0]["copies"];
+        assert_eq!(copies["count"], 2, "{when}: {copies}");
+        assert_eq!(copies["received"], 3, "{when}: {copies}");
+        for (i, raw) in [&first, &second].into_iter().enumerate() {
+            let c = &copies["list"][i];
+            assert_eq!(c["copy"], i + 1, "{when}");
+            assert_eq!(c["size"], raw.len(), "{when}");
+            assert_eq!(
+                c["blob"],
+                mailjournal::archive::BlobHash::of(raw).to_hex(),
+                "{when}"
+            );
+            assert!(c["received_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+        }
+        assert_eq!(copies["list"][1]["kept"], "header-block", "{when}");
+        let shown = mailjournal(&["show", &id], data.path());
+        assert_eq!(shown.stdout, first, "{when}: show gives the first copy");
+        for (n, raw) in [("1", &first), ("2", &second)] {
+            let shown = mailjournal(&["show", &id, "--copy", n], data.path());
+            assert!(shown.status.success(), "{when}: {}", stderr(&shown));
+            assert!(shown.stdout == *raw, "{when}: copy {n} is byte-exact");
+        }
+        let none = mailjournal(&["show", &id, "--copy", "3"], data.path());
+        assert!(!none.status.success(), "{when}");
+        assert!(
+            stderr(&none).contains("has no copy 3: 2 kept"),
+            "{when}: {}",
+            stderr(&none)
+        );
+        let entries = mailjournal(&["log", "--contact", "1001", "--json"], data.path());
+        let entries = json_lines(&stdout(&entries));
+        assert_eq!(entries.len(), 1, "{when}: one log entry: {entries:?}");
+        assert_eq!(entries[0]["id"], id.as_str());
+    };
+    check("through the gateway");
+    let zero = mailjournal(&["show", &id, "--copy", "0"], data.path());
+    assert!(!zero.status.success());
+    assert!(gateway.stop().success());
+
+    std::fs::remove_file(data.path().join("archive.redb")).expect("lose the index");
+    // The gateway rebuilds the index from the packs as it starts. The directory lived in
+    // the index too: imported again, and earlier mail matched again.
+    let gateway = Gateway::start(data.path());
+    import();
+    let out = mailjournal(&["directory", "rematch"], data.path());
+    assert!(stdout(&out).contains("1 new entries"), "{}", stdout(&out));
+    check("rebuilt from the packs");
+    let out = mailjournal(&["verify"], data.path());
+    assert!(
+        out.status.success() && stdout(&out).contains("verified 1 messages: 0 problems"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(gateway.stop().success());
 }

@@ -608,7 +608,7 @@ fn list(data: &Path, log: &Path) -> BTreeMap<String, Listed> {
         let record = Listed {
             id: v["id"].as_str().expect("id").to_owned(),
             size: v["size"].as_u64().expect("size"),
-            copies: v["copies"].as_u64().expect("copies"),
+            copies: v["copies"]["received"].as_u64().expect("copies"),
         };
         if let Some(first) = listed.get(&message_id) {
             duplicates.push(format!("<{message_id}>: {first:?} and {record:?}"));
@@ -1227,4 +1227,60 @@ fn a_full_disk_refuses_with_4xx_loses_no_acknowledged_message_and_recovers_when_
         acked.len(),
         refusals.len()
     );
+}
+
+/// A later copy of a message (other transport headers) acknowledged just before a SIGKILL
+/// is kept: the next command files it from the log, as copy 2, byte for byte, and `verify`
+/// checks it; a resend after the restart adds no third copy.
+#[test]
+fn a_copy_acknowledged_just_before_a_sigkill_is_kept() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let log = data.path().join("serve.log");
+    let first = b"From: Marta Buyer <marta@fabrikam.com>\r\nTo: alice@contoso.com\r\n\
+Subject: Crates\r\nDate: Fri, 20 Nov 2026 10:00:00 +0000\r\nMessage-ID: <crates-1@fabrikam.com>\r\n\
+\r\nPlease quote 40 crates.\r\n"
+        .to_vec();
+    let mut copy = b"Received: from hub2.contoso.com by mx1.contoso.com\r\n\
+Delivered-To: bob@contoso.com\r\nX-MS-Exchange-Organization-SCL: 1\r\n"
+        .to_vec();
+    copy.extend_from_slice(&first);
+
+    let mut server = Server::start(data.path(), &log, "before the kill");
+    let mut smtp = Smtp::connect(server.port).expect("connect");
+    let acked =
+        [&first, &copy].map(
+            |raw| match smtp.send("marta@fabrikam.com", &dot_stuffed(raw)) {
+                Sent::Acked(id) => id,
+                Sent::Refused(r) => panic!("refused: {r:?}\n{}", log_tail(&log)),
+                Sent::Lost { .. } => panic!("lost\n{}", log_tail(&log)),
+            },
+        );
+    assert_eq!(acked[0], acked[1], "one message");
+    let id = acked[0].clone();
+    server.kill();
+    drop(smtp);
+
+    let shown = mailjournal(&["show", &id, "--copy", "2"], data.path());
+    assert!(
+        shown.status.success() && shown.stdout == copy,
+        "copy 2 after the kill: {}\n{}",
+        String::from_utf8_lossy(&shown.stderr),
+        log_tail(&log)
+    );
+    let shown = mailjournal(&["show", &id], data.path());
+    assert_eq!(shown.stdout, first, "the first copy");
+    verify(data.path(), 1, &log, "after the kill");
+
+    let mut server = Server::start(data.path(), &log, "after the kill");
+    let mut smtp = Smtp::connect(server.port).expect("connect");
+    assert!(matches!(
+        smtp.send("marta@fabrikam.com", &dot_stuffed(&copy)),
+        Sent::Acked(again) if again == id
+    ));
+    drop(smtp);
+    server.stop("after the resend");
+    let out = mailjournal(&["list", "--json"], data.path());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one message");
+    assert_eq!(v["copies"]["count"], 2, "{v}");
+    assert_eq!(v["copies"]["received"], 3, "{v}");
 }

@@ -9,8 +9,22 @@ use mailjournal::export::{Format, progress_path};
 
 use crate::support::{fixtures, mailjournal};
 
-/// Messages that mbox quoting and separators get wrong when done carelessly.
-const AWKWARD: [(&str, &[u8]); 4] = [
+/// Messages that mbox quoting and separators get wrong when done carelessly, and two
+/// copies of one message that differ in their transport headers only (one id, two copies).
+const AWKWARD: [(&str, &[u8]); 6] = [
+    (
+        "copy-1.eml",
+        b"Received: from mx1.fabrikam.com by mx.contoso.com; Mon, 2 Nov 2026 10:00:01 +0000\r\n\
+From: marta@fabrikam.com\r\nTo: alice@contoso.com\r\nSubject: twice\r\n\
+Message-ID: <twice@f>\r\n\r\nthe same body\r\n",
+    ),
+    (
+        "copy-2.eml",
+        b"Received: from mx2.fabrikam.com by mx.contoso.com; Mon, 2 Nov 2026 10:00:03 +0000\r\n\
+Delivered-To: journal@contoso.com\r\n\
+From: marta@fabrikam.com\r\nTo: alice@contoso.com\r\nSubject: twice\r\n\
+Message-ID: <twice@f>\r\n\r\nthe same body\r\n",
+    ),
     (
         "from-lines.eml",
         b"From: marta@fabrikam.com\r\nTo: alice@contoso.com\r\nSubject: From lines\r\n\
@@ -49,8 +63,8 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// Every message of the archive in `data`: id -> its bytes.
-fn contents(data: &Path) -> BTreeMap<String, Vec<u8>> {
+/// Every kept copy of every message of the archive in `data`: (id, copy) -> its bytes.
+fn contents(data: &Path) -> BTreeMap<(String, u64), Vec<u8>> {
     let mut all = BTreeMap::new();
     for junk in [false, true] {
         let mut args = vec!["list", "--json"];
@@ -60,15 +74,18 @@ fn contents(data: &Path) -> BTreeMap<String, Vec<u8>> {
         for line in run(&args, data).lines() {
             let v: serde_json::Value = serde_json::from_str(line).expect("json");
             let id = v["id"].as_str().expect("id").to_owned();
-            let raw = mailjournal(&["show", &id], data).stdout;
-            all.insert(id, raw);
+            let copies = v["copies"]["list"].as_array().expect("copies").len() as u64;
+            for n in 1..=copies {
+                let raw = mailjournal(&["show", &id, "--copy", &n.to_string()], data).stdout;
+                all.insert((id.clone(), n), raw);
+            }
         }
     }
     all
 }
 
 /// An archive with every fixture and the awkward messages, ingested from files.
-fn source_archive() -> (tempfile::TempDir, BTreeMap<String, Vec<u8>>) {
+fn source_archive() -> (tempfile::TempDir, BTreeMap<(String, u64), Vec<u8>>) {
     let src = tempfile::tempdir().expect("tempdir");
     for entry in std::fs::read_dir(fixtures()).expect("fixtures") {
         let p = entry.expect("entry").path();
@@ -97,6 +114,8 @@ fn source_archive() -> (tempfile::TempDir, BTreeMap<String, Vec<u8>>) {
 fn every_format_round_trips_through_ingest_with_the_same_ids_and_bytes() {
     let (data, before) = source_archive();
     assert!(before.len() > 20, "{} messages", before.len());
+    let twice: Vec<_> = before.keys().filter(|(_, n)| *n == 2).collect();
+    assert!(!twice.is_empty(), "a message with two copies");
     let out = tempfile::tempdir().expect("tempdir");
     for format in ["eml", "mbox", "maildir"] {
         let dest = out.path().join(format!("export.{format}"));
@@ -116,16 +135,24 @@ fn every_format_round_trips_through_ingest_with_the_same_ids_and_bytes() {
             before.keys().collect::<Vec<_>>(),
             "{format}: the same ids"
         );
-        for (id, raw) in &before {
-            assert!(after[id] == *raw, "{format}: {id} comes back byte for byte");
+        for (key, raw) in &before {
+            assert!(
+                after[key] == *raw,
+                "{format}: {key:?} comes back byte for byte"
+            );
         }
     }
     // What the files are: one per message in a directory, an mboxrd file.
     let eml = out.path().join("export.eml");
-    let first = before.keys().next().expect("an id");
+    let (first, _) = before.keys().next().expect("an id");
     assert_eq!(
         std::fs::read(eml.join(format!("{first}.eml"))).expect("read"),
-        before[first]
+        before[&(first.clone(), 1)]
+    );
+    let (id, _) = twice[0];
+    assert_eq!(
+        std::fs::read(eml.join(format!("{id}~copy0002.eml"))).expect("read"),
+        before[&(id.clone(), 2)]
     );
     let mbox = std::fs::read(out.path().join("export.mbox")).expect("read");
     let text = String::from_utf8_lossy(&mbox);
@@ -170,11 +197,14 @@ fn an_interrupted_export_goes_on_where_it_stopped() {
 
     // An export that stopped after its third message, halfway through the fourth: its
     // last progress file says three, and the file goes on with a torn message.
-    let uids: Vec<u32> = run(&["list", "--json"], data.path())
+    // What the mbox holds, in its order: every copy of every message, by UID.
+    let items: Vec<(u64, usize)> = run(&["list", "--json"], data.path())
         .lines()
-        .map(|l| {
+        .flat_map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("json");
-            u32::try_from(v["uid"].as_u64().expect("uid")).expect("u32")
+            let uid = v["uid"].as_u64().expect("uid");
+            let copies = v["copies"]["list"].as_array().expect("copies").len();
+            (1..=copies).map(move |n| (uid, n))
         })
         .collect();
     let starts: Vec<usize> = std::iter::once(0)
@@ -186,8 +216,7 @@ fn an_interrupted_export_goes_on_where_it_stopped() {
     bytes.extend_from_slice(&whole_bytes[cut..cut + 40]);
     std::fs::write(&torn, &bytes).expect("write");
     let arguments = serde_json::to_string(&(Format::Mbox, &FilterArgs::default())).expect("json");
-    let progress =
-        serde_json::json!({ "arguments": arguments, "last": [uids[2], 1], "length": cut });
+    let progress = serde_json::json!({ "arguments": arguments, "last": items[2], "length": cut });
     std::fs::write(progress_path(&torn), progress.to_string()).expect("write");
 
     // Other arguments do not finish it.

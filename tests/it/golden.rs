@@ -149,9 +149,24 @@ fn golden_ingest_cases() {
             };
             assert!(ok, "{case}: message {} does not round-trip", r.uid);
         }
+        // And every copy kept gives back the bytes that arrived.
+        let copies = archive.copies_of(&records).expect("copies");
+        for (r, kept) in records.iter().zip(&copies) {
+            for c in kept {
+                let raw = archive
+                    .copy_raw(r.uid, c.n)
+                    .expect("copy")
+                    .expect("a kept copy");
+                assert_eq!(raw.len() as u64, c.size, "{case}: copy {} size", c.n);
+                let ok = originals
+                    .iter()
+                    .any(|o| *o == raw || memchr::memmem::find(o, &raw).is_some());
+                assert!(ok, "{case}: copy {} of {} does not round-trip", c.n, r.uid);
+            }
+        }
         let actual = json!({
             "outcomes": outcomes,
-            "messages": records.iter().map(|r| r.view()).collect::<Vec<_>>(),
+            "messages": records.iter().zip(&copies).map(|(r, c)| r.view(c)).collect::<Vec<_>>(),
         });
         let actual = serde_json::to_string_pretty(&actual).expect("json") + "\n";
         let expected_path = fixtures().join(format!("{case}.json"));

@@ -657,7 +657,11 @@ async fn message_metadata_with_its_entries() {
     assert_eq!(v["direction"], "inbound");
     assert_eq!(v["subject"], "Chairs");
     assert_eq!(v["date"], "2026-11-20T10:00:00Z");
-    assert_eq!(v["copies"], 2, "the relayed copy merged into it");
+    assert_eq!(
+        v["copies"]["received"], 2,
+        "the relayed copy merged into it"
+    );
+    assert_eq!(v["copies"]["count"], 2, "and both copies are kept");
     assert_eq!(v["from"]["address"], "marta@fabrikam.com");
     let entries = v["entries"].as_array().expect("entries");
     assert_eq!(entries.len(), 1, "{v}");
@@ -1304,5 +1308,84 @@ async fn blind_copies_and_other_salespeoples_entries_stay_with_their_salesperson
     let v = r.json();
     assert_eq!(recipients(&v), ["alice@contoso.com"]);
     assert_eq!(v["entries"], json!([]));
+    g.stop().await;
+}
+
+/// Every copy of a message kept has its own link, `/m/{id}/copies/{n}`, with the checks of
+/// `/m/{id}`: whoever may read the message reads each copy byte for byte, a signed link to
+/// it opens its copies too, and a foreign message, an unknown copy or a bad number is 404.
+#[tokio::test]
+async fn each_copy_has_a_link_with_the_access_checks_of_its_message() {
+    let g = Gateway::start().await;
+    let copy = |id: &StableId, n: &str| format!("/m/{id}/copies/{n}");
+    for user in ["alice", "admin", "auditor"] {
+        let r = g.get(&copy(&g.to_alice, "1"), Some(user)).await;
+        assert_eq!((r.status, r.body.as_slice()), (200, TO_ALICE), "{user}");
+        let r = g.get(&copy(&g.to_alice, "2"), Some(user)).await;
+        assert_eq!(r.status, 200, "{user}");
+        assert_eq!(
+            r.body, TO_ALICE_AGAIN,
+            "{user}: the relayed copy, byte-exact"
+        );
+        assert_eq!(r.header("content-type"), Some("message/rfc822"));
+        assert_eq!(r.header("cache-control"), Some("private, no-store"));
+    }
+    // `/m/{id}` still serves the first copy.
+    assert_eq!(
+        g.get(&format!("/m/{}", g.to_alice), Some("alice"))
+            .await
+            .body,
+        TO_ALICE
+    );
+    // Bob may not read Alice's mail: her copies are as missing as a copy that is not there.
+    let foreign = g.get(&copy(&g.to_alice, "2"), Some("bob")).await;
+    assert_eq!(foreign.status, 404);
+    for target in [
+        copy(&g.to_alice, "3"),
+        copy(&g.to_alice, "0"),
+        copy(&g.to_alice, "two"),
+        copy(&g.from_bob, "2"),
+        copy(
+            &StableId::from_message_id("nobody@nowhere", b"nothing"),
+            "1",
+        ),
+        "/m/not-an-id/copies/1".to_owned(),
+    ] {
+        let r = g.get(&target, Some("admin")).await;
+        assert_eq!((r.status, &r.body), (404, &foreign.body), "{target}");
+    }
+    // Without credentials: 401, whatever the copy.
+    assert_eq!(g.get(&copy(&g.to_alice, "2"), None).await.status, 401);
+    assert_eq!(g.get("/m/not-an-id/copies/9", None).await.status, 401);
+
+    // A signed link to the message opens its copies; one to another message does not.
+    let token = g.tokens.issue(&g.to_alice, NOW + 3600);
+    let r = g
+        .get(&format!("{}?token={token}", copy(&g.to_alice, "2")), None)
+        .await;
+    assert_eq!((r.status, r.body.as_slice()), (200, TO_ALICE_AGAIN));
+    let r = g
+        .get(&format!("{}?token={token}", copy(&g.from_bob, "1")), None)
+        .await;
+    assert_eq!(r.status, 403);
+    let r = g
+        .get(&format!("{}?token={token}", copy(&g.to_alice, "3")), None)
+        .await;
+    assert_eq!(r.status, 404);
+
+    // The metadata lists both copies.
+    let v = g
+        .get(&format!("/m/{}.json", g.to_alice), Some("alice"))
+        .await
+        .json();
+    let list = v["copies"]["list"].as_array().expect("copies");
+    assert_eq!(list.len(), 2, "{v}");
+    assert_eq!(list[1]["copy"], 2);
+    assert_eq!(list[1]["size"], TO_ALICE_AGAIN.len());
+    assert_eq!(list[1]["kept"], "header-block");
+    assert_eq!(
+        list[1]["blob"],
+        mailjournal::archive::BlobHash::of(TO_ALICE_AGAIN).to_hex()
+    );
     g.stop().await;
 }
