@@ -9,6 +9,7 @@ mod http;
 mod imap;
 mod interop;
 mod log;
+mod property;
 mod pull;
 mod smtp;
 mod support;
