@@ -54,6 +54,9 @@ pub struct Context {
 /// needs more, and APPEND is refused anyway.
 const MAX_LITERAL: u32 = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+/// A client must log in within this of connecting (`* BYE` after it), however it trickles
+/// its bytes: the idle timeout (at least 30 minutes, RFC 9051) is for logged-in clients.
+pub const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Output is written once this much is queued (and whenever the session waits for input).
 const OUT_BUFFER: usize = 64 * 1024;
 
@@ -115,6 +118,8 @@ pub struct Session<S> {
     new_mail: tokio::sync::watch::Receiver<u32>,
     /// Output not written yet.
     out: Vec<u8>,
+    /// When a client that has not logged in is logged out.
+    login_deadline: tokio::time::Instant,
 }
 
 fn status_ok(tag: Tag<'static>, code: Option<Code<'static>>, t: &str) -> Status<'static> {
@@ -226,6 +231,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             authenticate: None,
             new_mail,
             out: Vec::new(),
+            login_deadline: tokio::time::Instant::now() + LOGIN_TIMEOUT,
         }
     }
 
@@ -378,7 +384,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return None;
         }
         loop {
-            let timeout = self.ctx.settings.idle_timeout;
+            let mut timeout = self.ctx.settings.idle_timeout;
+            let logging_in = matches!(self.state, State::NotAuthenticated);
+            if logging_in {
+                let left = self
+                    .login_deadline
+                    .saturating_duration_since(tokio::time::Instant::now());
+                timeout = timeout.min(left);
+            }
             let shutdown = self.ctx.shutdown.clone();
             let watching = self.idle.is_some();
             tokio::select! {
@@ -400,6 +413,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return match r {
                         Ok(Ok(0)) | Ok(Err(_)) => None,
                         Ok(Ok(n)) => Some(n),
+                        Err(_) if logging_in => {
+                            self.say_bye("autologout: no login in time").await;
+                            None
+                        }
                         Err(_) => {
                             self.say_bye("autologout: idle for too long").await;
                             None

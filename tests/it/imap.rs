@@ -373,6 +373,43 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> String {
     line
 }
 
+/// Issue 12 (slowloris): a client must log in within a minute of connecting, however it
+/// trickles its bytes (each read is quick; the login never comes); the 30-minute idle
+/// timeout is for logged-in clients.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_logs_in_is_logged_out_after_a_minute_however_it_trickles() {
+    let t = crate::support::TestArchive::new();
+    let stream = duplex_session(t.archive(), "203.0.113.9:4000", None);
+    let (r, mut w) = tokio::io::split(stream);
+    let mut r = BufReader::new(r);
+    assert!(read_line(&mut r).await.starts_with("* OK"));
+    let start = tokio::time::Instant::now();
+    let writer = tokio::spawn(async move {
+        for b in b"a LOGIN somebody slowly".iter().cycle().take(100) {
+            if w.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    });
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(300), r.read_line(&mut line))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    let waited = start.elapsed();
+    assert_eq!(line.trim_end(), "* BYE autologout: no login in time");
+    assert!(
+        waited >= mailjournal::imap::session::LOGIN_TIMEOUT
+            && waited < mailjournal::imap::session::LOGIN_TIMEOUT + Duration::from_secs(6),
+        "{waited:?}"
+    );
+    line.clear();
+    let n = r.read_line(&mut line).await.expect("read");
+    assert_eq!(n, 0, "then the connection is closed: {line:?}");
+    writer.abort();
+}
+
 #[tokio::test]
 async fn passwords_need_tls_off_loopback_and_starttls_drops_injected_plaintext() {
     let t = crate::support::TestArchive::new();
