@@ -202,6 +202,7 @@ struct ImapSection {
     idle_timeout: Duration,
     max_connections: usize,
     max_connections_per_minute: u32,
+    trusted_networks: Vec<String>,
 }
 
 impl Default for ImapSection {
@@ -212,6 +213,7 @@ impl Default for ImapSection {
             idle_timeout: Duration::from_secs(30 * 60),
             max_connections: 2000,
             max_connections_per_minute: 600,
+            trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
         }
     }
 }
@@ -225,6 +227,9 @@ pub struct ImapSettings {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_minute: u32,
+    /// Sources (a webmail, a proxy, the office network) with no per-minute or per-source
+    /// limit, which may use the fifth of the slots kept from everyone else.
+    pub trusted_networks: Vec<IpNet>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -729,12 +734,20 @@ impl Settings {
                 reason: "must be at least 1".into(),
             });
         }
+        let (trusted_networks, bad) = parse_networks(&imap.trusted_networks);
+        for n in bad {
+            problems.push(Problem {
+                key: "imap.trusted_networks".into(),
+                reason: format!("{n:?} is not a network (10.0.0.0/8) or an address"),
+            });
+        }
         let imap = ImapSettings {
             listen: listen_addr(&imap_listen, &mut problems),
             tls_listen: listen_addr(&imaps_listen, &mut problems),
             idle_timeout: imap.idle_timeout,
             max_connections: imap.max_connections,
             max_connections_per_minute: imap.max_connections_per_minute,
+            trusted_networks,
         };
         let http_listen = env("MAILJOURNAL_HTTP_LISTEN")
             .map(|v| (v, "MAILJOURNAL_HTTP_LISTEN"))
@@ -855,6 +868,22 @@ fn split_list(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// Networks (`10.0.0.0/8`) or single addresses; what is neither comes back apart.
+fn parse_networks(list: &[String]) -> (Vec<IpNet>, Vec<&str>) {
+    let mut networks = Vec::new();
+    let mut bad = Vec::new();
+    for n in list {
+        let parsed = n
+            .parse::<IpNet>()
+            .or_else(|_| n.parse::<std::net::IpAddr>().map(IpNet::from));
+        match parsed {
+            Ok(net) => networks.push(net),
+            Err(_) => bad.push(n.as_str()),
+        }
+    }
+    (networks, bad)
+}
+
 /// An optional listen address: empty means "no listener".
 fn listen_addr(value: &(String, &str), problems: &mut Vec<Problem>) -> Option<SocketAddr> {
     let text = value.0.trim();
@@ -905,18 +934,12 @@ fn validate_smtp(
             "at least one journal address is needed: it is what mail-flow rules copy to".into(),
         );
     }
-    let mut networks = Vec::new();
-    for n in &smtp.allow_networks {
-        let parsed = n
-            .parse::<IpNet>()
-            .or_else(|_| n.parse::<std::net::IpAddr>().map(IpNet::from));
-        match parsed {
-            Ok(net) => networks.push(net),
-            Err(_) => problem(
-                "smtp.allow_networks",
-                format!("{n:?} is not a network (10.0.0.0/8) or an address"),
-            ),
-        }
+    let (networks, bad) = parse_networks(&smtp.allow_networks);
+    for n in bad {
+        problem(
+            "smtp.allow_networks",
+            format!("{n:?} is not a network (10.0.0.0/8) or an address"),
+        );
     }
     if smtp.hostname.trim().is_empty() || smtp.hostname.contains(char::is_whitespace) {
         problem(
@@ -1153,6 +1176,8 @@ mod tests {
             action = "shred"
             scl_threshold = 12
             typo = 1
+            [imap]
+            trusted_networks = ["10.0.0.0/8", "192.0.2.7", "the office"]
         "#;
         let err = Settings::from_toml(text, "test.toml", no_env).expect_err("invalid");
         let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
@@ -1162,6 +1187,7 @@ mod tests {
             "ingest.max_message_size",
             "junk.typo",
             "junk.action",
+            "imap.trusted_networks",
         ] {
             assert!(keys.contains(&want), "no problem for {want}: {err}");
         }
@@ -1172,6 +1198,36 @@ mod tests {
             2
         );
         assert!(err.to_string().starts_with("test.toml has"));
+        assert!(
+            err.to_string().contains("\"the office\" is not a network"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn imap_trusted_networks_default_to_loopback() {
+        let org = "[organization]\ndomains = [\"contoso.com\"]\n";
+        let s = Settings::from_toml(org, "test.toml", no_env).expect("valid");
+        let trusted: Vec<String> = s
+            .imap
+            .trusted_networks
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(trusted, ["127.0.0.0/8", "::1/128"]);
+        let s = Settings::from_toml(
+            &format!("{org}[imap]\ntrusted_networks = [\"10.1.0.0/16\", \"192.0.2.7\"]\n"),
+            "test.toml",
+            no_env,
+        )
+        .expect("valid");
+        let trusted: Vec<String> = s
+            .imap
+            .trusted_networks
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(trusted, ["10.1.0.0/16", "192.0.2.7/32"]);
     }
 
     #[test]

@@ -27,12 +27,15 @@ pub fn spawn(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) -> Gauge {
-    // Loopback (a local proxy, webmail, the admin's own tools) is not rate-limited.
-    let limits = Limits::new(
+    // Trusted sources (loopback by default: a local proxy, webmail, the admin's own tools)
+    // are not rate-limited and keep a fifth of the slots; no stranger holds more than a
+    // tenth, so a flood from a few addresses leaves room for everyone else.
+    let mut limits = Limits::new(
         ctx.settings.max_connections,
         ctx.settings.max_connections_per_minute,
-        listener::loopback(),
+        ctx.settings.trusted_networks.clone(),
     );
+    limits.max_per_source = Some((ctx.settings.max_connections / 10).max(1));
     listener::spawn(
         listener,
         limits,
