@@ -27,3 +27,4 @@ pub mod runtime;
 pub mod server;
 pub mod smtp;
 pub mod sources;
+pub mod tlog;

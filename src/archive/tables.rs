@@ -73,3 +73,11 @@ pub const OPPORTUNITIES_BY_CONTACT: MultimapTableDefinition<&str, u64> =
 pub const FOLDER_PATHS: TableDefinition<&str, &[u8]> = TableDefinition::new("folder_paths");
 pub const META_NEXT_ENTRY: &str = "next_entry";
 pub const META_NEXT_OPPORTUNITY: &str = "next_opportunity";
+/// The transparency log: leaf number → leaf bytes (see `crate::tlog::Leaf`).
+pub const TLOG_LEAVES: TableDefinition<u64, &[u8]> = TableDefinition::new("tlog_leaves");
+/// (level, index) → SHA-256 of the complete subtree of leaves `index << level ..` (32 bytes).
+pub const TLOG_NODES: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("tlog_nodes");
+/// uid → the number of the leaf of the message's first stored copy.
+pub const TLOG_UIDS: TableDefinition<u32, u64> = TableDefinition::new("tlog_uids");
+/// How many leaves the transparency log has.
+pub const META_TLOG_SIZE: &str = "tlog_size";
