@@ -278,6 +278,33 @@ impl Default for LoginsSection {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct TransparencySection {
+    name: String,
+    #[serde(with = "humantime_serde")]
+    checkpoint_interval: Duration,
+}
+
+impl Default for TransparencySection {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            checkpoint_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The transparency log (`[transparency]`), validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransparencySettings {
+    /// The first part of the log's origin and key name, `<name>/mailjournal/<uidvalidity>`
+    /// (default: `smtp.hostname`).
+    pub name: String,
+    /// While new leaves arrive, a checkpoint is signed at least this often.
+    pub checkpoint_interval: Duration,
+}
+
 /// The longest `logins.remember` accepted.
 const MAX_REMEMBER: Duration = Duration::from_secs(3600);
 
@@ -548,6 +575,7 @@ pub struct Settings {
     pub imap: ImapSettings,
     pub http: HttpSettings,
     pub logins: LoginSettings,
+    pub transparency: TransparencySettings,
     pub pull: Vec<PullSettings>,
     pub tls: TlsSettings,
 }
@@ -609,6 +637,7 @@ impl Settings {
         let imap: ImapSection = section(&mut table, "imap", &mut problems);
         let http: HttpSection = section(&mut table, "http", &mut problems);
         let logins: LoginsSection = section(&mut table, "logins", &mut problems);
+        let transparency: TransparencySection = section(&mut table, "transparency", &mut problems);
         let pull: Vec<PullSection> = match table.remove("pull") {
             None => Vec::new(),
             Some(value) => match Vec::<PullSection>::deserialize(value) {
@@ -789,6 +818,23 @@ impl Settings {
         let logins = LoginSettings {
             remember: logins.remember,
         };
+        let interval = transparency.checkpoint_interval;
+        if interval < Duration::from_secs(1) || interval > Duration::from_secs(24 * 3600) {
+            problems.push(Problem {
+                key: "transparency.checkpoint_interval".into(),
+                reason: format!(
+                    "{} is outside 1s to 24h",
+                    humantime::format_duration(interval)
+                ),
+            });
+        }
+        let name_problem = (!transparency.name.is_empty()
+            && !crate::tlog::note::valid_key_name(&transparency.name))
+        .then(|| Problem {
+            key: "transparency.name".into(),
+            reason: "a name without spaces or '+' (such as journal.contoso.com)".into(),
+        });
+        problems.extend(name_problem);
         let smtp = validate_smtp(
             smtp,
             smtp_listen,
@@ -819,6 +865,14 @@ impl Settings {
         if !problems.is_empty() {
             return Err(fail(problems));
         }
+        let transparency = TransparencySettings {
+            name: if transparency.name.is_empty() {
+                smtp.hostname.clone()
+            } else {
+                transparency.name
+            },
+            checkpoint_interval: interval,
+        };
         Ok(Settings {
             source_name: source_name.to_owned(),
             org: OrgDomains::new(rules),
@@ -832,6 +886,7 @@ impl Settings {
             imap,
             http,
             logins,
+            transparency,
             pull,
             tls,
             junk: JunkSettings {

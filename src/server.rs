@@ -70,12 +70,15 @@ pub struct Server {
     grace: Duration,
     committer: Option<std::thread::JoinHandle<()>>,
     ingestor: Option<Ingestor>,
+    /// For the transparency log's checkpoint at shutdown.
+    tlog_archive: Arc<Archive>,
 }
 
 impl Server {
     /// Opens the archive and starts every configured listener.
     pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         let archive = Arc::new(Archive::open(&settings.data_dir)?);
+        archive.set_tlog_name(&settings.transparency.name);
         let (ingestor, committer) = crate::admin::start_pipeline(&archive, settings)?;
         let tls = tls::load(&settings.tls, &settings.data_dir, &settings.smtp.hostname)?;
         tracing::info!(fingerprint = %tls.fingerprint, source = %tls.source, "TLS certificate (SHA-256)");
@@ -137,7 +140,13 @@ impl Server {
             grace: settings.smtp.shutdown_grace,
             committer: Some(committer),
             ingestor: Some(ingestor),
+            tlog_archive: Arc::clone(&archive),
         };
+        server.tracker.spawn(checkpoints(
+            Arc::clone(&archive),
+            settings.transparency.checkpoint_interval,
+            server.shutdown.clone(),
+        ));
         // Bind every listener before anything runs, so a port in use fails cleanly.
         let mut listeners = Vec::new();
         for (addr, implicit, what) in [
@@ -280,6 +289,34 @@ impl Server {
         if let Some(committer) = self.committer.take() {
             let _ = tokio::task::spawn_blocking(move || committer.join()).await;
         }
+        // Everything is committed: a checkpoint of the whole tree.
+        let archive = Arc::clone(&self.tlog_archive);
+        match tokio::task::spawn_blocking(move || archive.checkpoint_log()).await {
+            Ok(Ok((_, size))) => tracing::info!(size, "transparency log checkpoint"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "the shutdown checkpoint failed"),
+            Err(e) => tracing::warn!(error = %e, "the shutdown checkpoint failed"),
+        }
         tracing::info!("stopped");
+    }
+}
+
+/// Signs a checkpoint of the transparency log every `interval` while the tree grows (the
+/// archive signs only when there are new leaves), until shutdown.
+async fn checkpoints(archive: Arc<Archive>, interval: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let a = Arc::clone(&archive);
+        match tokio::task::spawn_blocking(move || a.checkpoint_log()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "signing a transparency-log checkpoint failed")
+            }
+            Err(e) => tracing::warn!(error = %e, "signing a transparency-log checkpoint failed"),
+        }
     }
 }

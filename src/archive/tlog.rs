@@ -116,9 +116,19 @@ pub fn origin(name: &str, uidvalidity: u32) -> String {
 }
 
 /// The signing key and the latest checkpoint, behind one lock so checkpoints only grow.
-#[derive(Default)]
 pub(super) struct Signing {
+    /// The configured name (`transparency.name`).
+    name: String,
     signer: Option<Signer>,
+}
+
+impl Default for Signing {
+    fn default() -> Self {
+        Self {
+            name: "localhost".into(),
+            signer: None,
+        }
+    }
 }
 
 impl Archive {
@@ -141,8 +151,8 @@ impl Archive {
     }
 
     /// The signing key named `origin(name, uidvalidity)`, made on first use.
-    fn signer<'s>(&self, signing: &'s mut Signing, name: &str) -> Result<&'s Signer, Error> {
-        let origin = origin(name, self.uidvalidity);
+    fn signer<'s>(&self, signing: &'s mut Signing) -> Result<&'s Signer, Error> {
+        let origin = origin(&signing.name, self.uidvalidity);
         if signing.signer.as_ref().is_none_or(|s| s.name() != origin) {
             let seed = load_or_make_seed(&self.tlog_dir())?;
             let signer = Signer::from_seed(&origin, &seed).map_err(|e| Error::Corrupt {
@@ -157,10 +167,26 @@ impl Archive {
         })
     }
 
-    /// The verifier key of the log (`name+keyid+base64`), making the signing key if needed.
-    pub fn tlog_verifier_key(&self, name: &str) -> Result<String, Error> {
+    /// Names the log (`transparency.name`): its origin is `<name>/mailjournal/<uidvalidity>`.
+    /// Until called, the name is `localhost`.
+    pub fn set_tlog_name(&self, name: &str) {
         let mut signing = self.signing.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(self.signer(&mut signing, name)?.verifier_key())
+        if signing.name != name {
+            signing.name = name.to_owned();
+            signing.signer = None;
+        }
+    }
+
+    /// The log's origin line (and key name).
+    pub fn tlog_origin(&self) -> String {
+        let signing = self.signing.lock().unwrap_or_else(|e| e.into_inner());
+        origin(&signing.name, self.uidvalidity)
+    }
+
+    /// The verifier key of the log (`name+keyid+base64`), making the signing key if needed.
+    pub fn tlog_verifier_key(&self) -> Result<String, Error> {
+        let mut signing = self.signing.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(self.signer(&mut signing)?.verifier_key())
     }
 
     /// The latest signed checkpoint note, as written, if there is one.
@@ -175,9 +201,9 @@ impl Archive {
 
     /// The latest checkpoint, signing a new one first when the tree has grown past it (or
     /// its origin is another). Returns the note and the tree size it covers.
-    pub fn checkpoint_log(&self, name: &str) -> Result<(String, u64), Error> {
+    pub fn checkpoint_log(&self) -> Result<(String, u64), Error> {
         let mut signing = self.signing.lock().unwrap_or_else(|e| e.into_inner());
-        let origin = origin(name, self.uidvalidity);
+        let origin = origin(&signing.name, self.uidvalidity);
         let (size, root) = {
             let txn = self.read()?;
             let meta = txn.open_table(META).db()?;
@@ -192,7 +218,7 @@ impl Archive {
         {
             return Ok((note, old.size));
         }
-        let signer = self.signer(&mut signing, name)?;
+        let signer = self.signer(&mut signing)?;
         let note = signer.sign(&tlog::Checkpoint { origin, size, root }.body());
         write_private(&self.tlog_dir(), CHECKPOINT_FILE, note.as_bytes())?;
         tracing::debug!(size, "signed a transparency-log checkpoint");
@@ -201,7 +227,7 @@ impl Archive {
 
     /// The inclusion proof of message `uid`'s first copy, in the latest checkpoint (signed
     /// now if it does not cover the leaf yet). `None` when the message has no leaf.
-    pub fn prove(&self, uid: u32, name: &str) -> Result<Option<InclusionProof>, Error> {
+    pub fn prove(&self, uid: u32) -> Result<Option<InclusionProof>, Error> {
         let index = {
             let txn = self.read()?;
             let uids = txn.open_table(TLOG_UIDS).db()?;
@@ -210,7 +236,7 @@ impl Archive {
                 None => return Ok(None),
             }
         };
-        let (note, size) = self.checkpoint_log(name)?;
+        let (note, size) = self.checkpoint_log()?;
         if index >= size {
             return Ok(None);
         }
@@ -234,9 +260,8 @@ impl Archive {
         &self,
         from: u64,
         to: Option<u64>,
-        name: &str,
     ) -> Result<Option<ConsistencyProof>, Error> {
-        let (note, size) = self.checkpoint_log(name)?;
+        let (note, size) = self.checkpoint_log()?;
         let to = to.unwrap_or(size);
         if from == 0 || from > to || to > size {
             return Ok(None);
