@@ -426,3 +426,182 @@ fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
     std::fs::rename(&temp, dir.join(name)).map_err(io(what.clone()))?;
     super::blobs::sync_dir(dir).map_err(io(what))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tables::{MESSAGES, TLOG_LEAVES};
+    use super::super::*;
+    use crate::ingest::recipients::Recipients;
+    use crate::tlog::{self, Leaf};
+
+    struct NoHooks;
+    impl Hooks for NoHooks {
+        fn classify(&self, _: Option<&str>, _: &Recipients) -> Direction {
+            Direction::External
+        }
+        fn pairs(&self, _: Option<&str>, _: &Recipients) -> Vec<(String, String)> {
+            Vec::new()
+        }
+    }
+
+    fn message(n: u32, id_of: u32, at: i64) -> NewMessage {
+        let raw = format!("Subject: {n}\r\n\r\nbody {n}\r\n").into_bytes();
+        let blob = BlobHash::of(&raw);
+        let id = StableId::from_content(&BlobHash::of(format!("id {id_of}").as_bytes()));
+        NewMessage::prepare(&raw, blob, id, Meta::arrived(at), Codec::Lz4).expect("prepare")
+    }
+
+    /// Ten messages in three batches, two of them copies of earlier ones.
+    fn filled(dir: &Path) -> Archive {
+        let archive = Archive::open(dir).expect("open");
+        archive.set_tlog_name("mx.test");
+        let batches = [
+            vec![message(1, 1, 100), message(2, 2, 101), message(3, 3, 102)],
+            vec![message(4, 4, 103), message(5, 1, 104), message(6, 6, 105)],
+            vec![message(7, 7, 106), message(8, 8, 107), message(9, 3, 108)],
+            vec![message(10, 10, 109)],
+        ];
+        for batch in batches {
+            archive.put_batch(batch, &NoHooks).expect("put");
+        }
+        archive
+    }
+
+    fn problems(archive: &Archive) -> Vec<String> {
+        archive
+            .verify(false, |_, _| {})
+            .expect("verify")
+            .problems
+            .into_iter()
+            .filter(|p| p.starts_with("transparency log"))
+            .collect()
+    }
+
+    #[test]
+    fn every_copy_is_a_leaf_and_proofs_verify_against_the_signed_checkpoint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let archive = filled(dir.path());
+        assert_eq!(
+            archive.tlog_size().expect("size"),
+            10,
+            "8 messages, 2 copies"
+        );
+        let key = tlog::Verifier::parse(&archive.tlog_verifier_key().expect("key")).expect("vk");
+        assert!(key.name.starts_with("mx.test/mailjournal/"));
+        for uid in 1..=8 {
+            let proof = archive.prove(uid).expect("prove").expect("a leaf");
+            let (leaf, checkpoint) = proof.verify(&key).expect("verifies");
+            assert_eq!(checkpoint.size, 10);
+            let Leaf::Copy { uid: u, .. } = leaf;
+            assert_eq!(u, uid);
+        }
+        // The merged copy of message 1 is leaf 4, with its own arrival time.
+        let leaves: Vec<Leaf> = {
+            let txn = archive.read().expect("read");
+            let t = txn.open_table(TLOG_LEAVES).expect("leaves");
+            (0..10)
+                .map(|i| {
+                    Leaf::decode(t.get(i).expect("get").expect("leaf").value()).expect("decode")
+                })
+                .collect()
+        };
+        assert!(matches!(
+            leaves[4],
+            Leaf::Copy {
+                uid: 1,
+                arrived: 104,
+                ..
+            }
+        ));
+        let old = archive
+            .prove_consistency(3, Some(10))
+            .expect("c")
+            .expect("proof");
+        let old_note = archive.latest_checkpoint().expect("read").expect("note");
+        assert!(
+            old.verify(&key, &old_note, None).is_err(),
+            "old is not size 3"
+        );
+        assert!(problems(&archive).is_empty(), "{:?}", problems(&archive));
+    }
+
+    #[test]
+    fn a_rebuilt_index_has_the_same_leaves_and_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (root, note) = {
+            let archive = filled(dir.path());
+            let (note, _) = archive.checkpoint_log().expect("checkpoint");
+            (archive.tlog_root(10).expect("root"), note)
+        };
+        std::fs::remove_file(dir.path().join("archive.redb")).expect("lose the index");
+        let archive = Archive::open(dir.path()).expect("reopen");
+        archive.set_tlog_name("mx.test");
+        archive.recover(&NoHooks).expect("rebuild");
+        assert_eq!(archive.tlog_size().expect("size"), 10);
+        assert_eq!(archive.tlog_root(10).expect("root"), root);
+        assert_eq!(archive.checkpoint_log().expect("checkpoint").0, note);
+        assert!(problems(&archive).is_empty(), "{:?}", problems(&archive));
+    }
+
+    fn tampered(edit: impl FnOnce(&WriteTransaction)) -> Vec<String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let archive = filled(dir.path());
+        archive.checkpoint_log().expect("checkpoint");
+        let txn = archive.db.begin_write().expect("write");
+        edit(&txn);
+        txn.commit().expect("commit");
+        problems(&archive)
+    }
+
+    #[test]
+    fn verify_names_the_first_leaf_of_an_edited_record() {
+        let found = tampered(|txn| {
+            let mut t = txn.open_table(MESSAGES).expect("messages");
+            let mut record: Record =
+                serde_json::from_slice(t.get(3).expect("get").expect("record 3").value())
+                    .expect("decode");
+            record.blob = BlobHash::of(b"other bytes").to_hex();
+            let bytes = serde_json::to_vec(&record).expect("encode");
+            t.insert(3, bytes.as_slice()).expect("insert");
+        });
+        assert!(
+            found[0].starts_with(
+                "transparency log: leaf 2 differs from what the archive holds for message 3 ("
+            ),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|p| p.contains("checkpoint's root")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn verify_names_the_first_leaf_of_a_removed_or_reordered_leaf() {
+        // Leaf 5 removed, the later ones moved up (and the tree's size with them).
+        let removed = tampered(|txn| {
+            let mut t = txn.open_table(TLOG_LEAVES).expect("leaves");
+            for i in 5..9u64 {
+                let next = t.get(i + 1).expect("get").expect("leaf").value().to_vec();
+                t.insert(i, next.as_slice()).expect("insert");
+            }
+            t.remove(9).expect("remove");
+        });
+        assert!(
+            removed[0].starts_with("transparency log: leaf 5 differs"),
+            "{removed:?}"
+        );
+        // Leaves 6 and 7 swapped.
+        let swapped = tampered(|txn| {
+            let mut t = txn.open_table(TLOG_LEAVES).expect("leaves");
+            let a = t.get(6).expect("get").expect("leaf").value().to_vec();
+            let b = t.get(7).expect("get").expect("leaf").value().to_vec();
+            t.insert(6, b.as_slice()).expect("insert");
+            t.insert(7, a.as_slice()).expect("insert");
+        });
+        assert!(
+            swapped[0].starts_with("transparency log: leaf 6 differs"),
+            "{swapped:?}"
+        );
+    }
+}
