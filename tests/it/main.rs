@@ -11,3 +11,4 @@ mod log;
 mod pull;
 mod smtp;
 mod support;
+mod tlog;
