@@ -463,6 +463,7 @@ impl Archive {
                     meta.insert(META_UIDVALIDITY, u64::from(uidvalidity)).db()?;
                     meta.insert(META_NEXT_UID, 1).db()?;
                     meta.insert(META_CREATED, now.max(0) as u64).db()?;
+                    meta.insert(META_TLOG_SIZE, 0).db()?;
                 }
             }
             let v = get_u64(&meta, META_UIDVALIDITY)?.unwrap_or(1);
@@ -519,7 +520,7 @@ impl Archive {
             .has_tail()
             .map_err(io(format!("reading pack {pack}")))?
             || packs.has_next();
-        Ok(Self {
+        let archive = Self {
             dir: dir.to_path_buf(),
             db,
             blobs,
@@ -531,7 +532,9 @@ impl Archive {
             failed: tokio_util::sync::CancellationToken::new(),
             signing: std::sync::Mutex::default(),
             committed: tokio::sync::watch::Sender::new(u32::try_from(next_uid).unwrap_or(u32::MAX)),
-        })
+        };
+        archive.backfill_tlog()?;
+        Ok(archive)
     }
 
     pub fn dir(&self) -> &Path {

@@ -39,7 +39,10 @@ pub const META_PACK_LEN: &str = "pack_len";
 
 /// The on-disk format this version reads and writes. 2: a record may say
 /// `"compression": "none"` (stored as is); format 1 archives are upgraded on open.
-pub const FORMAT: u64 = 2;
+/// 3: the transparency log (`tlog_*` tables); an older archive gets the leaves of what it
+/// holds when it is opened (so that an older version, which would store messages without
+/// leaves, no longer opens it).
+pub const FORMAT: u64 = 3;
 /// account name → account (JSON: password hash, roles). Kept apart from the messages.
 pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// month (year × 100 + month, of the message's date, UTC) → logged messages in it.

@@ -136,6 +136,47 @@ impl Archive {
         self.dir.join("tlog")
     }
 
+    /// Gives an archive made before the transparency log (no tree size recorded) the leaves
+    /// a rebuilt index would give it: one per log frame the index has filed, in order. Runs
+    /// once, when such an archive is first opened (before recovery files the log's tail).
+    pub(super) fn backfill_tlog(&self) -> Result<(), Error> {
+        {
+            let txn = self.read()?;
+            let meta = txn.open_table(META).db()?;
+            if get_u64(&meta, META_TLOG_SIZE)?.is_some() {
+                return Ok(());
+            }
+        }
+        let leaves = {
+            let txn = self.read()?;
+            let mut ignored = super::VerifyReport::default();
+            let mut leaves = Vec::new();
+            self.verify_log(
+                &txn,
+                &std::collections::BTreeMap::new(),
+                &mut ignored,
+                &mut leaves,
+            )?;
+            leaves
+        };
+        let txn = self.db.begin_write().db()?;
+        {
+            let mut meta = txn.open_table(META).db()?;
+            let mut w = TlogWriter::open(&txn)?;
+            for leaf in &leaves {
+                let Leaf::Copy { uid, .. } = leaf;
+                w.append(&meta, *uid, leaf)?;
+            }
+            meta.insert(META_TLOG_SIZE, leaves.len() as u64).db()?;
+        }
+        txn.commit().db()?;
+        tracing::info!(
+            leaves = leaves.len(),
+            "started the transparency log with the messages archived before it"
+        );
+        Ok(())
+    }
+
     /// The tree's size: how many leaves are filed.
     pub fn tlog_size(&self) -> Result<u64, Error> {
         let txn = self.read()?;
@@ -522,6 +563,40 @@ mod tests {
             old.verify(&key, &old_note, None).is_err(),
             "old is not size 3"
         );
+        assert!(problems(&archive).is_empty(), "{:?}", problems(&archive));
+    }
+
+    #[test]
+    fn an_archive_from_before_the_log_gets_the_leaves_a_rebuild_would_give() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = {
+            let archive = filled(dir.path());
+            let root = archive.tlog_root(10).expect("root");
+            // What an archive of format 2 looks like: no tree at all.
+            let txn = archive.db.begin_write().expect("write");
+            txn.delete_table(TLOG_LEAVES).expect("drop");
+            txn.delete_table(super::super::tables::TLOG_NODES)
+                .expect("drop");
+            txn.delete_table(super::super::tables::TLOG_UIDS)
+                .expect("drop");
+            txn.open_table(META)
+                .expect("meta")
+                .remove(META_TLOG_SIZE)
+                .expect("remove");
+            txn.commit().expect("commit");
+            root
+        };
+        let archive = Archive::open(dir.path()).expect("reopen");
+        assert_eq!(archive.tlog_size().expect("size"), 10);
+        assert_eq!(archive.tlog_root(10).expect("root"), root);
+        assert!(archive.prove(8).expect("prove").is_some());
+        // And it happens once: new messages append after those leaves.
+        drop(archive);
+        let archive = Archive::open(dir.path()).expect("reopen");
+        archive
+            .put_batch(vec![message(11, 11, 110)], &NoHooks)
+            .expect("put");
+        assert_eq!(archive.tlog_size().expect("size"), 11);
         assert!(problems(&archive).is_empty(), "{:?}", problems(&archive));
     }
 
