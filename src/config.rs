@@ -1159,6 +1159,35 @@ mod tests {
     }
 
     #[test]
+    fn the_transparency_log_is_named_after_the_host_unless_told_and_checkpoints_are_bounded() {
+        let default = Settings::from_toml(DEFAULT_CONFIG, "default", no_env).expect("valid");
+        assert_eq!(default.transparency.name, default.smtp.hostname);
+        assert_eq!(
+            default.transparency.checkpoint_interval,
+            Duration::from_secs(60)
+        );
+        let with = |name: &str, interval: &str| {
+            Settings::from_toml(
+                &DEFAULT_CONFIG
+                    .replace("name = \"\"", &format!("name = {name:?}"))
+                    .replace(
+                        "checkpoint_interval = \"60s\"",
+                        &format!("checkpoint_interval = {interval:?}"),
+                    ),
+                "t.toml",
+                no_env,
+            )
+        };
+        let s = with("journal.contoso.com", "5m").expect("valid");
+        assert_eq!(s.transparency.name, "journal.contoso.com");
+        assert_eq!(s.transparency.checkpoint_interval, Duration::from_secs(300));
+        let err = with("two words", "0s").expect_err("invalid");
+        for key in ["transparency.name", "transparency.checkpoint_interval"] {
+            assert!(err.problems.iter().any(|p| p.key == key), "{key}: {err}");
+        }
+    }
+
+    #[test]
     fn logins_are_remembered_for_a_bounded_time() {
         let default = Settings::from_toml(DEFAULT_CONFIG, "default", no_env).expect("valid");
         assert_eq!(default.logins.remember, Duration::from_secs(300));
