@@ -284,6 +284,7 @@ struct TransparencySection {
     name: String,
     #[serde(with = "humantime_serde")]
     checkpoint_interval: Duration,
+    witness_command: Vec<String>,
 }
 
 impl Default for TransparencySection {
@@ -291,6 +292,7 @@ impl Default for TransparencySection {
         Self {
             name: String::new(),
             checkpoint_interval: Duration::from_secs(60),
+            witness_command: Vec::new(),
         }
     }
 }
@@ -303,6 +305,9 @@ pub struct TransparencySettings {
     pub name: String,
     /// While new leaves arrive, a checkpoint is signed at least this often.
     pub checkpoint_interval: Duration,
+    /// A program and its arguments that gets each new checkpoint on its standard input
+    /// (empty: none).
+    pub witness_command: Vec<String>,
 }
 
 /// The longest `logins.remember` accepted.
@@ -835,6 +840,16 @@ impl Settings {
             reason: "a name without spaces or '+' (such as journal.contoso.com)".into(),
         });
         problems.extend(name_problem);
+        if transparency
+            .witness_command
+            .first()
+            .is_some_and(|p| p.trim().is_empty())
+        {
+            problems.push(Problem {
+                key: "transparency.witness_command".into(),
+                reason: "the first element is the program to run".into(),
+            });
+        }
         let smtp = validate_smtp(
             smtp,
             smtp_listen,
@@ -872,6 +887,7 @@ impl Settings {
                 transparency.name
             },
             checkpoint_interval: interval,
+            witness_command: transparency.witness_command,
         };
         Ok(Settings {
             source_name: source_name.to_owned(),

@@ -349,3 +349,56 @@ fn the_cli_proves_a_message_of_an_archive_it_ingested() {
         .mode();
     assert_eq!(mode & 0o077, 0, "{mode:o}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_witness_command_gets_each_new_checkpoint_and_the_last_at_shutdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let witnessed = dir.path().join("witnessed");
+    let mut settings = server_settings(&data);
+    settings.transparency.checkpoint_interval = std::time::Duration::from_secs(1);
+    settings.transparency.witness_command = vec![
+        "sh".into(),
+        "-c".into(),
+        format!("cat >> '{}'", witnessed.display()),
+    ];
+    let server = Server::start(&settings, Arc::new(SystemClock))
+        .await
+        .expect("start");
+    let smtp = server.smtp_addr.expect("smtp").port();
+    send(smtp, &[&message(1)]).await;
+    // The notes one after another: each origin line is followed by its size.
+    let sizes = |text: &str| -> Vec<String> {
+        let lines: Vec<&str> = text.lines().collect();
+        lines
+            .windows(2)
+            .filter(|w| w[0].starts_with("localhost/mailjournal/"))
+            .map(|w| w[1].to_owned())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&witnessed).unwrap_or_default();
+        if sizes(&text).contains(&"1".to_owned()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint of 1 leaf: {text:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    send(smtp, &[&message(2), &message(3)]).await;
+    server.stop().await;
+    let text = std::fs::read_to_string(&witnessed).expect("witnessed");
+    let got = sizes(&text);
+    assert_eq!(got.last().map(String::as_str), Some("3"), "{text}");
+    // Each checkpoint once: sizes only grow.
+    let numbers: Vec<u64> = got.iter().map(|s| s.parse().expect("size")).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+    assert!(
+        text.contains("\u{2014} localhost/mailjournal/")
+            || text.contains("\u{2014} mx.test/mailjournal/"),
+        "{text}"
+    );
+}
