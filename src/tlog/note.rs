@@ -319,4 +319,15 @@ mod tests {
                 .expect("the example verifier key parses (and its key id matches)");
         assert_eq!(v.name, "PeterNeumann");
     }
+
+    /// The README's example, signed by another implementation (Python's cryptography).
+    #[test]
+    fn a_checkpoint_signed_elsewhere_opens() {
+        let key = "journal.contoso.com/mailjournal/1796319387+5d41263d+AYf+Jhv8IBrEGWpaT3gHrRonBPWCrV6qPiqWWkdES65O";
+        let note = "journal.contoso.com/mailjournal/1796319387\n5\nH997ZRkHqJOGX98YZs8lHWDVJ9+voQpmNRT0+e40qyI=\n\n\u{2014} journal.contoso.com/mailjournal/1796319387 XUEmPcoHi8Mn4CM8Tt4Y4oNkpdNz9V2Bs0FvFBEOxO6j7lFjLHXT5xbKIU/v7Tf24EivT9txeeWLAkFsxgqqXRes8Ak=\n";
+        let v = Verifier::parse(key).expect("verifier key");
+        let c = Checkpoint::open(note, &v).expect("opens");
+        assert_eq!(c.size, 5);
+        assert_eq!(c.origin, "journal.contoso.com/mailjournal/1796319387");
+    }
 }
