@@ -283,6 +283,38 @@ impl Default for LoginsSection {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct TransparencySection {
+    name: String,
+    #[serde(with = "humantime_serde")]
+    checkpoint_interval: Duration,
+    witness_command: Vec<String>,
+}
+
+impl Default for TransparencySection {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            checkpoint_interval: Duration::from_secs(60),
+            witness_command: Vec::new(),
+        }
+    }
+}
+
+/// The transparency log (`[transparency]`), validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransparencySettings {
+    /// The first part of the log's origin and key name, `<name>/mailjournal/<uidvalidity>`
+    /// (default: `smtp.hostname`).
+    pub name: String,
+    /// While new leaves arrive, a checkpoint is signed at least this often.
+    pub checkpoint_interval: Duration,
+    /// A program and its arguments that gets each new checkpoint on its standard input
+    /// (empty: none).
+    pub witness_command: Vec<String>,
+}
+
 /// The longest `logins.remember` accepted.
 const MAX_REMEMBER: Duration = Duration::from_secs(3600);
 
@@ -553,6 +585,7 @@ pub struct Settings {
     pub imap: ImapSettings,
     pub http: HttpSettings,
     pub logins: LoginSettings,
+    pub transparency: TransparencySettings,
     pub pull: Vec<PullSettings>,
     pub tls: TlsSettings,
 }
@@ -614,6 +647,7 @@ impl Settings {
         let imap: ImapSection = section(&mut table, "imap", &mut problems);
         let http: HttpSection = section(&mut table, "http", &mut problems);
         let logins: LoginsSection = section(&mut table, "logins", &mut problems);
+        let transparency: TransparencySection = section(&mut table, "transparency", &mut problems);
         let pull: Vec<PullSection> = match table.remove("pull") {
             None => Vec::new(),
             Some(value) => match Vec::<PullSection>::deserialize(value) {
@@ -802,6 +836,33 @@ impl Settings {
         let logins = LoginSettings {
             remember: logins.remember,
         };
+        let interval = transparency.checkpoint_interval;
+        if interval < Duration::from_secs(1) || interval > Duration::from_secs(24 * 3600) {
+            problems.push(Problem {
+                key: "transparency.checkpoint_interval".into(),
+                reason: format!(
+                    "{} is outside 1s to 24h",
+                    humantime::format_duration(interval)
+                ),
+            });
+        }
+        let name_problem = (!transparency.name.is_empty()
+            && !crate::tlog::note::valid_key_name(&transparency.name))
+        .then(|| Problem {
+            key: "transparency.name".into(),
+            reason: "a name without spaces or '+' (such as journal.contoso.com)".into(),
+        });
+        problems.extend(name_problem);
+        if transparency
+            .witness_command
+            .first()
+            .is_some_and(|p| p.trim().is_empty())
+        {
+            problems.push(Problem {
+                key: "transparency.witness_command".into(),
+                reason: "the first element is the program to run".into(),
+            });
+        }
         let smtp = validate_smtp(
             smtp,
             smtp_listen,
@@ -832,6 +893,15 @@ impl Settings {
         if !problems.is_empty() {
             return Err(fail(problems));
         }
+        let transparency = TransparencySettings {
+            name: if transparency.name.is_empty() {
+                smtp.hostname.clone()
+            } else {
+                transparency.name
+            },
+            checkpoint_interval: interval,
+            witness_command: transparency.witness_command,
+        };
         Ok(Settings {
             source_name: source_name.to_owned(),
             org: OrgDomains::new(rules),
@@ -845,6 +915,7 @@ impl Settings {
             imap,
             http,
             logins,
+            transparency,
             pull,
             tls,
             junk: JunkSettings {
@@ -1124,6 +1195,35 @@ mod tests {
             err.problems.iter().any(|p| p.key == "storage.compression"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_transparency_log_is_named_after_the_host_unless_told_and_checkpoints_are_bounded() {
+        let default = Settings::from_toml(DEFAULT_CONFIG, "default", no_env).expect("valid");
+        assert_eq!(default.transparency.name, default.smtp.hostname);
+        assert_eq!(
+            default.transparency.checkpoint_interval,
+            Duration::from_secs(60)
+        );
+        let with = |name: &str, interval: &str| {
+            Settings::from_toml(
+                &DEFAULT_CONFIG
+                    .replace("name = \"\"", &format!("name = {name:?}"))
+                    .replace(
+                        "checkpoint_interval = \"60s\"",
+                        &format!("checkpoint_interval = {interval:?}"),
+                    ),
+                "t.toml",
+                no_env,
+            )
+        };
+        let s = with("journal.contoso.com", "5m").expect("valid");
+        assert_eq!(s.transparency.name, "journal.contoso.com");
+        assert_eq!(s.transparency.checkpoint_interval, Duration::from_secs(300));
+        let err = with("two words", "0s").expect_err("invalid");
+        for key in ["transparency.name", "transparency.checkpoint_interval"] {
+            assert!(err.problems.iter().any(|p| p.key == key), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -28,3 +28,4 @@ pub mod runtime;
 pub mod server;
 pub mod smtp;
 pub mod sources;
+pub mod tlog;

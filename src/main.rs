@@ -117,6 +117,38 @@ enum Command {
         #[command(subcommand)]
         command: OpportunityCommand,
     },
+    /// Print the transparency log's verifier key (name+keyid+base64, C2SP signed-note).
+    LogKey,
+    /// Print the transparency log's latest signed checkpoint (signed now if the log grew):
+    /// keep it to check later that nothing before it changed.
+    LogCheckpoint,
+    /// Print the inclusion proof of a message in the transparency log (JSON).
+    Prove {
+        /// The message's stable id, or its UID.
+        id: String,
+    },
+    /// Print a consistency proof between two sizes of the transparency log (JSON).
+    LogConsistency {
+        /// The tree size of the older checkpoint.
+        from: u64,
+        /// The newer tree size (default: the latest checkpoint's).
+        to: Option<u64>,
+    },
+    /// Check a proof made by `prove` or `log-consistency` (or the HTTP API), without the
+    /// archive: exit 0 when it holds.
+    VerifyProof {
+        /// The proof (JSON).
+        file: PathBuf,
+        /// The log's verifier key (what `log-key` prints), or a file holding it.
+        #[arg(long)]
+        key: String,
+        /// For a consistency proof: the older checkpoint you kept (a file).
+        #[arg(long, value_name = "FILE")]
+        old: Option<PathBuf>,
+        /// For a consistency proof: the newer checkpoint (default: the proof's own).
+        #[arg(long, value_name = "FILE")]
+        new: Option<PathBuf>,
+    },
     /// Accounts (SMTP AUTH sources, and later IMAP and HTTP readers).
     User {
         #[command(subcommand)]
@@ -284,6 +316,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let request = match cli.command {
         Command::CheckConfig { file } => return check_config(file.as_deref().or(config)),
         Command::Serve => return serve(config),
+        Command::VerifyProof {
+            file,
+            key,
+            old,
+            new,
+        } => return verify_proof(&file, &key, old.as_deref(), new.as_deref()),
+        Command::LogKey => Request::LogKey,
+        Command::LogCheckpoint => Request::LogCheckpoint,
+        Command::Prove { id } => Request::Prove { id },
+        Command::LogConsistency { from, to } => Request::LogConsistency { from, to },
         Command::Ingest { paths, json } => {
             // Absolute paths: a running gateway resolves them from its own directory.
             let cwd = std::env::current_dir().context("the current directory")?;
@@ -387,7 +429,9 @@ fn dispatch(settings: &Settings, request: Request) -> anyhow::Result<i32> {
     match Archive::open(&settings.data_dir) {
         Ok(archive) => {
             let archive = Arc::new(archive);
+            archive.set_tlog_name(&settings.transparency.name);
             admin::recover(&archive, settings)?;
+            let ingest = matches!(request, Request::Ingest { .. });
             let target = Target {
                 archive: &archive,
                 settings,
@@ -398,6 +442,12 @@ fn dispatch(settings: &Settings, request: Request) -> anyhow::Result<i32> {
                 pull: None,
             };
             let code = admin::execute(request, &target, &mut out, &mut err)?;
+            if ingest {
+                // What was ingested is in a signed checkpoint before the command returns.
+                archive
+                    .checkpoint_log()
+                    .context("signing a transparency-log checkpoint")?;
+            }
             out.flush().context("writing output")?;
             Ok(code)
         }
@@ -482,6 +532,70 @@ fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `verify-proof`: checks an inclusion or consistency proof against a verifier key.
+fn verify_proof(
+    file: &Path,
+    key: &str,
+    old: Option<&Path>,
+    new: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    use mailjournal::tlog::{ConsistencyProof, InclusionProof, Verifier};
+    let read =
+        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let key_text = if Path::new(key).is_file() {
+        read(Path::new(key))?
+    } else {
+        key.to_owned()
+    };
+    let verifier = Verifier::parse(&key_text)?;
+    let text = read(file)?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
+    let outcome = if format == mailjournal::tlog::proof::INCLUSION_FORMAT {
+        let proof: InclusionProof = serde_json::from_value(value)?;
+        proof.verify(&verifier).map(|(leaf, checkpoint)| {
+            let mailjournal::tlog::Leaf::Copy { uid, id, .. } = leaf;
+            format!(
+                "OK: message {id} (UID {uid}) is leaf {} of the log {} of {} leaves",
+                proof.leaf_index, checkpoint.origin, checkpoint.size
+            )
+        })
+    } else if format == mailjournal::tlog::proof::CONSISTENCY_FORMAT {
+        let Some(old) = old else {
+            bail!(
+                "a consistency proof is checked against the older checkpoint you kept: --old FILE"
+            );
+        };
+        let old = read(old)?;
+        let new = new.map(read).transpose()?;
+        let proof: ConsistencyProof = serde_json::from_value(value)?;
+        proof
+            .verify(&verifier, &old, new.as_deref())
+            .map(|(old, new)| {
+                format!(
+                    "OK: the log {} of {} leaves is a prefix of its tree of {} leaves",
+                    new.origin, old.size, new.size
+                )
+            })
+    } else {
+        bail!(
+            "{} is not a mailjournal proof (format {format:?})",
+            file.display()
+        );
+    };
+    match outcome {
+        Ok(line) => {
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("FAILED: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 fn check_config(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     match Settings::load(file) {
         Ok(s) => {
@@ -534,6 +648,12 @@ fn write_summary(out: &mut impl Write, s: &Settings) -> std::io::Result<()> {
         humantime::format_duration(s.logins.remember).to_string()
     };
     writeln!(out, "  verified logins remembered: {remember}")?;
+    writeln!(
+        out,
+        "  transparency log: origin {}/mailjournal/<uidvalidity>, a checkpoint at least every {}",
+        s.transparency.name,
+        humantime::format_duration(s.transparency.checkpoint_interval)
+    )?;
     writeln!(out, "  pull sources: {}", s.pull.len())?;
     writeln!(out, "  logging: {}", s.logging)
 }

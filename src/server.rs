@@ -70,12 +70,15 @@ pub struct Server {
     grace: Duration,
     committer: Option<std::thread::JoinHandle<()>>,
     ingestor: Option<Ingestor>,
+    /// For the transparency log's checkpoint at shutdown.
+    tlog_archive: Arc<Archive>,
 }
 
 impl Server {
     /// Opens the archive and starts every configured listener.
     pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         let archive = Arc::new(Archive::open(&settings.data_dir)?);
+        archive.set_tlog_name(&settings.transparency.name);
         let (ingestor, committer) = crate::admin::start_pipeline(&archive, settings)?;
         let tls = tls::load(&settings.tls, &settings.data_dir, &settings.smtp.hostname)?;
         tracing::info!(fingerprint = %tls.fingerprint, source = %tls.source, "TLS certificate (SHA-256)");
@@ -137,7 +140,13 @@ impl Server {
             grace: settings.smtp.shutdown_grace,
             committer: Some(committer),
             ingestor: Some(ingestor),
+            tlog_archive: Arc::clone(&archive),
         };
+        server.tracker.spawn(checkpoints(
+            Arc::clone(&archive),
+            settings.transparency.clone(),
+            server.shutdown.clone(),
+        ));
         // Bind every listener before anything runs, so a port in use fails cleanly.
         let mut listeners = Vec::new();
         for (addr, implicit, what) in [
@@ -280,6 +289,98 @@ impl Server {
         if let Some(committer) = self.committer.take() {
             let _ = tokio::task::spawn_blocking(move || committer.join()).await;
         }
+        // Everything is committed: a checkpoint of the whole tree.
+        let archive = Arc::clone(&self.tlog_archive);
+        match tokio::task::spawn_blocking(move || archive.checkpoint_log()).await {
+            Ok(Ok((_, size))) => tracing::info!(size, "transparency log checkpoint"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "the shutdown checkpoint failed"),
+            Err(e) => tracing::warn!(error = %e, "the shutdown checkpoint failed"),
+        }
         tracing::info!("stopped");
+    }
+}
+
+/// Signs a checkpoint of the transparency log every `checkpoint_interval` while the tree
+/// grows (the archive signs only when there are new leaves), until shutdown, and hands each
+/// new one to the witness command (the last one also at shutdown).
+async fn checkpoints(
+    archive: Arc<Archive>,
+    settings: crate::config::TransparencySettings,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(settings.checkpoint_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut witnessed = None;
+    loop {
+        let stopping = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        let a = Arc::clone(&archive);
+        match tokio::task::spawn_blocking(move || a.checkpoint_log()).await {
+            Ok(Ok((note, size))) => {
+                if !settings.witness_command.is_empty() && witnessed != Some(size) {
+                    witness(&settings.witness_command, &note).await;
+                    witnessed = Some(size);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "signing a transparency-log checkpoint failed")
+            }
+            Err(e) => tracing::warn!(error = %e, "signing a transparency-log checkpoint failed"),
+        }
+        if stopping {
+            break;
+        }
+    }
+}
+
+/// How long the witness command may take.
+const WITNESS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the witness command with `note` on its standard input (on a blocking thread: the
+/// child is waited for, and killed after [`WITNESS_TIMEOUT`]).
+async fn witness(command: &[String], note: &str) {
+    let command = command.to_vec();
+    let note = note.to_owned();
+    let program = command.first().cloned().unwrap_or_default();
+    let run = tokio::task::spawn_blocking(move || run_witness(&command, &note)).await;
+    match run {
+        Ok(Ok(status)) if status.success() => tracing::debug!("checkpoint handed to the witness"),
+        Ok(Ok(status)) => tracing::warn!(%status, program, "the witness command failed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, program, "the witness command did not run"),
+        Err(e) => tracing::warn!(error = %e, program, "the witness command did not run"),
+    }
+}
+
+fn run_witness(command: &[String], note: &str) -> std::io::Result<std::process::ExitStatus> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let Some((program, args)) = command.split_first() else {
+        return Err(std::io::Error::other("no witness command"));
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A witness that exits without reading everything is its own business.
+        let _ = stdin.write_all(note.as_bytes());
+    }
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if started.elapsed() > WITNESS_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the witness command took too long: stopped",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -193,6 +193,19 @@ pub enum Request {
         contact: String,
         json: bool,
     },
+    /// The transparency log's verifier key.
+    LogKey,
+    /// The latest signed checkpoint of the transparency log (signed now if it grew).
+    LogCheckpoint,
+    /// A message's inclusion proof (JSON).
+    Prove {
+        id: String,
+    },
+    /// A consistency proof between two tree sizes (JSON).
+    LogConsistency {
+        from: u64,
+        to: Option<u64>,
+    },
 }
 
 impl Request {
@@ -218,6 +231,10 @@ impl Request {
             Request::Log(_) => "log",
             Request::OpportunityAdd { .. } => "opportunity add",
             Request::OpportunityList { .. } => "opportunity list",
+            Request::LogKey => "log-key",
+            Request::LogCheckpoint => "log-checkpoint",
+            Request::Prove { .. } => "prove",
+            Request::LogConsistency { .. } => "log-consistency",
         }
     }
 
@@ -227,7 +244,9 @@ impl Request {
             Request::UserAdd { name, .. }
             | Request::UserGrant { name, .. }
             | Request::UserRemove { name } => Some(name.clone()),
-            Request::Show { id, .. } | Request::Link { id, .. } => Some(id.clone()),
+            Request::Show { id, .. } | Request::Link { id, .. } | Request::Prove { id } => {
+                Some(id.clone())
+            }
             Request::OpportunityAdd { entry, .. } => Some(entry.to_string()),
             Request::OpportunityList { contact, .. } => Some(contact.clone()),
             Request::Logging { state } => state.map(|s| s.to_string()),
@@ -559,6 +578,36 @@ pub fn execute(
                 }
                 None => Err(Error::Usage(format!("no entry {entry} in the log"))),
             }
+        }
+        Request::LogKey => {
+            writeln!(out, "{}", target.archive.tlog_verifier_key()?)?;
+            Ok(0)
+        }
+        Request::LogCheckpoint => {
+            let (note, _) = target.archive.checkpoint_log()?;
+            out.write_all(note.as_bytes())?;
+            Ok(0)
+        }
+        Request::Prove { id } => {
+            let record = find(target.archive, &id)?;
+            let proof = target.archive.prove(record.uid)?.ok_or_else(|| {
+                Error::Usage(format!(
+                    "message {id} was archived before the transparency log began: no proof"
+                ))
+            })?;
+            serde_json::to_writer_pretty(&mut *out, &proof).map_err(std::io::Error::other)?;
+            writeln!(out)?;
+            Ok(0)
+        }
+        Request::LogConsistency { from, to } => {
+            let proof = target.archive.prove_consistency(from, to)?.ok_or_else(|| {
+                Error::Usage(
+                    "want 1 <= FROM <= TO <= the tree size of the latest checkpoint".into(),
+                )
+            })?;
+            serde_json::to_writer_pretty(&mut *out, &proof).map_err(std::io::Error::other)?;
+            writeln!(out)?;
+            Ok(0)
         }
         Request::OpportunityList { contact, json } => {
             for o in target.archive.opportunities(&contact)? {

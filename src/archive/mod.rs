@@ -21,6 +21,7 @@ pub mod id;
 pub mod log;
 pub mod record;
 mod tables;
+pub mod tlog;
 pub mod users;
 mod wal;
 
@@ -503,6 +504,8 @@ pub struct Archive {
     /// refuses every transaction after an I/O error, a full disk included): the gateway
     /// says it is unhealthy and stops, so that its supervisor starts it afresh.
     failed: tokio_util::sync::CancellationToken,
+    /// The transparency log's signing key, and the lock that keeps checkpoints in order.
+    signing: std::sync::Mutex<tlog::Signing>,
 }
 
 impl Archive {
@@ -535,8 +538,9 @@ impl Archive {
                 Some(found) if found < FORMAT => {
                     // Format 2 added records stored without compression, format 3 the
                     // copies table (created below, empty: earlier versions kept no later
-                    // copies' bytes); older versions must not open an archive that may
-                    // hold either.
+                    // copies' bytes), format 4 the transparency log (its leaves are made
+                    // for what the archive holds, below); older versions must not open an
+                    // archive that may hold any of them.
                     tracing::info!(from = found, to = FORMAT, "upgrading the archive format");
                     if found < 3 {
                         // Where the log starts keeping later copies: frames before it may
@@ -568,6 +572,7 @@ impl Archive {
                     meta.insert(META_UIDVALIDITY, u64::from(uidvalidity)).db()?;
                     meta.insert(META_NEXT_UID, 1).db()?;
                     meta.insert(META_CREATED, now.max(0) as u64).db()?;
+                    meta.insert(META_TLOG_SIZE, 0).db()?;
                 }
             }
             let v = get_u64(&meta, META_UIDVALIDITY)?.unwrap_or(1);
@@ -603,6 +608,9 @@ impl Archive {
         txn.open_multimap_table(ENTRIES_BY_SALESPERSON).db()?;
         txn.open_table(OPPORTUNITIES).db()?;
         txn.open_multimap_table(OPPORTUNITIES_BY_CONTACT).db()?;
+        txn.open_table(TLOG_LEAVES).db()?;
+        txn.open_table(TLOG_NODES).db()?;
+        txn.open_table(TLOG_UIDS).db()?;
         txn.commit().db()?;
         let (pack, pack_len, next_uid) = {
             let txn = db.begin_read().db()?;
@@ -622,7 +630,7 @@ impl Archive {
             .has_tail()
             .map_err(io(format!("reading pack {pack}")))?
             || packs.has_next();
-        Ok(Self {
+        let archive = Self {
             dir: dir.to_path_buf(),
             db,
             blobs,
@@ -632,8 +640,11 @@ impl Archive {
             open_packs: std::sync::Mutex::default(),
             needs_recovery: std::sync::atomic::AtomicBool::new(needs_recovery),
             failed: tokio_util::sync::CancellationToken::new(),
+            signing: std::sync::Mutex::default(),
             committed: tokio::sync::watch::Sender::new(u32::try_from(next_uid).unwrap_or(u32::MAX)),
-        })
+        };
+        archive.backfill_tlog()?;
+        Ok(archive)
     }
 
     pub fn dir(&self) -> &Path {
@@ -1336,7 +1347,9 @@ impl Archive {
             }
         }
         self.verify_copies(&txn, &mut referenced, &mut in_packs, &mut report)?;
-        self.verify_log(&txn, &in_packs, &mut report)?;
+        let mut leaves = Vec::new();
+        self.verify_log(&txn, &in_packs, &mut report, &mut leaves)?;
+        self.verify_tlog(&txn, &leaves, &mut report.problems)?;
         let (files, strays) = self
             .blobs
             .scan()
@@ -1439,7 +1452,9 @@ impl Archive {
         txn: &redb::ReadTransaction,
         in_packs: &std::collections::BTreeMap<(u32, u64), String>,
         report: &mut VerifyReport,
+        leaves: &mut Vec<crate::tlog::Leaf>,
     ) -> Result<(), Error> {
+        let mut logged = std::collections::HashSet::new();
         let meta = txn.open_table(META).db()?;
         let filed_pack = get_u64(&meta, META_PACK)?.unwrap_or(1);
         let filed_len = get_u64(&meta, META_PACK_LEN)?.unwrap_or(0);
@@ -1480,6 +1495,9 @@ impl Archive {
                 report.frames_checked += 1;
                 let h = &frame.header;
                 let uid = ids.get(h.id.as_str()).db()?.map(|g| g.value());
+                if filed(at) {
+                    leaves.push(expected_leaf(&messages, uid, h, &mut logged)?);
+                }
                 match (uid, filed(at)) {
                     (None, true) => report.problems.push(format!(
                         "pack {pack} offset {at}: a log frame of message {} that the index does not have",
@@ -1597,6 +1615,44 @@ fn copy_infos(record: &Record, rows: &[(u32, copies::CopyRow)]) -> Vec<CopyInfo>
         .collect()
 }
 
+/// The transparency-log leaf a log frame must have made, as a rebuilt index would make it:
+/// the first copy of a message as its record says (so an edited record shows), a later
+/// copy as its frame says; a frame whose message the index lost gets UID 0 (which no leaf
+/// has), so the leaf it made shows as differing.
+fn expected_leaf(
+    messages: &impl ReadableTable<u32, &'static [u8]>,
+    uid: Option<u32>,
+    h: &wal::Header,
+    logged: &mut std::collections::HashSet<u32>,
+) -> Result<crate::tlog::Leaf, Error> {
+    let frame_blob = BlobHash::from_hex(&h.blob).map_or([0; 32], |b| b.0);
+    let from_frame = |uid| crate::tlog::Leaf::Copy {
+        uid,
+        arrived: h.meta.received_at,
+        blob: frame_blob,
+        id: h.id.clone(),
+    };
+    let Some(uid) = uid else {
+        return Ok(from_frame(0));
+    };
+    if !logged.insert(uid) {
+        return Ok(from_frame(uid));
+    }
+    let record = match messages.get(uid).db()? {
+        Some(v) => decode(uid, v.value()).ok(),
+        None => None,
+    };
+    Ok(match record {
+        Some(r) => crate::tlog::Leaf::Copy {
+            uid,
+            arrived: r.meta.received_at,
+            blob: BlobHash::from_hex(&r.blob).map_or([0; 32], |b| b.0),
+            id: r.id,
+        },
+        None => from_frame(uid),
+    })
+}
+
 fn is_party(record: &Record, address: &str) -> bool {
     let m = &record.meta;
     m.sender.as_deref() == Some(address)
@@ -1656,6 +1712,7 @@ struct Writer<'t> {
     counters: Table<'t, &'static str, u64>,
     months: Table<'t, u32, u64>,
     log: log::LogWriter<'t>,
+    tlog: tlog::TlogWriter<'t>,
     tally: Tally,
 }
 
@@ -1694,6 +1751,7 @@ impl<'t> Writer<'t> {
             counters: txn.open_table(COUNTERS).db()?,
             months: txn.open_table(MONTHS).db()?,
             log: log::LogWriter::open(txn)?,
+            tlog: tlog::TlogWriter::open(txn)?,
             tally: Tally::default(),
         })
     }
@@ -1728,7 +1786,26 @@ impl<'t> Writer<'t> {
             let was = self.months.get(month).db()?.map_or(0, |g| g.value());
             self.months.insert(month, was.saturating_add(n)).db()?;
         }
-        Ok(())
+        self.tlog.finish(&mut self.meta)
+    }
+
+    /// The one place where a stored copy of a message becomes a leaf of the transparency
+    /// log (`crate::tlog`), in the transaction that files it: called for a new message and
+    /// for every copy merged into one. Returns the leaf's number.
+    fn log_copy(
+        &mut self,
+        id: &StableId,
+        blob: &BlobHash,
+        arrived: i64,
+        uid: u32,
+    ) -> Result<u64, Error> {
+        let leaf = crate::tlog::Leaf::Copy {
+            uid,
+            arrived,
+            blob: blob.0,
+            id: id.as_str().to_owned(),
+        };
+        self.tlog.append(&self.meta, uid, &leaf)
     }
 
     fn insert(
@@ -1738,6 +1815,7 @@ impl<'t> Writer<'t> {
         hooks: &dyn Hooks,
     ) -> Result<PutOutcome, Error> {
         let uid = self.next_uid()?;
+        self.log_copy(&item.id, &item.blob, item.meta.received_at, uid)?;
         *self.tally.meta.entry(META_RAW_BYTES).or_default() += item.size;
         *self.tally.meta.entry(META_STORED_BYTES).or_default() += item.stored_size;
 
@@ -1821,6 +1899,7 @@ impl<'t> Writer<'t> {
             });
         };
         let mut record = decode(uid, &bytes)?;
+        self.log_copy(&item.id, &item.blob, item.meta.received_at, uid)?;
         let changed = record.meta.recipients.merge(&item.meta.recipients);
         record.copies = record.copies.saturating_add(1);
         if record.meta.sender.is_none() && item.meta.sender.is_some() {

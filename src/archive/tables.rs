@@ -44,9 +44,11 @@ pub const META_COPIES_LEN: &str = "copies_pack_len";
 /// The on-disk format this version reads and writes. 2: a record may say
 /// `"compression": "none"` (stored as is). 3: later copies of a message are kept (the
 /// `copies` table, and log frames that hold a copy's header block against the first copy's
-/// body). Older archives are upgraded on open (the new table is created; nothing else
-/// changes), and an older version refuses a newer archive.
-pub const FORMAT: u64 = 3;
+/// body). 4: the transparency log (`tlog_*` tables); an older archive gets the leaves of
+/// what it holds when it is opened. Older archives are upgraded on open, and an older
+/// version refuses a newer archive (one that would store messages without their copies
+/// or leaves).
+pub const FORMAT: u64 = 4;
 /// (uid, copy number ≥ 2) → that copy of the message (JSON `copies::CopyRow`); copy 1 is
 /// the record itself.
 pub const COPIES: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("copies");
@@ -83,3 +85,11 @@ pub const OPPORTUNITIES_BY_CONTACT: MultimapTableDefinition<&str, u64> =
 pub const FOLDER_PATHS: TableDefinition<&str, &[u8]> = TableDefinition::new("folder_paths");
 pub const META_NEXT_ENTRY: &str = "next_entry";
 pub const META_NEXT_OPPORTUNITY: &str = "next_opportunity";
+/// The transparency log: leaf number → leaf bytes (see `crate::tlog::Leaf`).
+pub const TLOG_LEAVES: TableDefinition<u64, &[u8]> = TableDefinition::new("tlog_leaves");
+/// (level, index) → SHA-256 of the complete subtree of leaves `index << level ..` (32 bytes).
+pub const TLOG_NODES: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("tlog_nodes");
+/// uid → the number of the leaf of the message's first stored copy.
+pub const TLOG_UIDS: TableDefinition<u32, u64> = TableDefinition::new("tlog_uids");
+/// How many leaves the transparency log has.
+pub const META_TLOG_SIZE: &str = "tlog_size";

@@ -8,6 +8,9 @@
 //! | `POST /api/interactions/{no}/opportunity` | admin and salesperson accounts | turns an entry into an opportunity |
 //! | `GET /api/contacts/{number}/opportunities` | accounts | a contact's opportunities (of messages the account may read) |
 //! | `POST /api/links` | accounts | a signed link to a message the account may read |
+//! | `GET /m/{id}/proof` | who may read the message | its transparency-log inclusion proof (JSON) |
+//! | `GET /log/checkpoint` | accounts | the latest signed checkpoint (text) |
+//! | `GET /log/consistency?from=N&to=M` | admin and auditor accounts | a consistency proof (JSON) |
 //! | `GET /healthz` | anyone | `{"status":"ok"}` |
 //! | `GET /metrics` | loopback peers; elsewhere admin and auditor accounts | Prometheus text |
 //!

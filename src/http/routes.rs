@@ -43,6 +43,9 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/interactions/{no}/opportunity", post(add_opportunity))
         .route("/api/contacts/{number}/opportunities", get(opportunities))
         .route("/api/links", post(add_link))
+        .route("/m/{id}/proof", get(proof))
+        .route("/log/checkpoint", get(log_checkpoint))
+        .route("/log/consistency", get(log_consistency))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -573,4 +576,105 @@ async fn add_link(
         "url": token::link(&s.ctx.settings.base_url, &id, &token),
         "expires_at": expires_at,
     })))
+}
+
+/// `GET /m/{id}/proof`: the inclusion proof of the message's first stored copy in the
+/// transparency log, with the signed checkpoint it leads to. Who may read the message may
+/// have its proof (an account, or a signed link to it); anyone else gets the same 404 as for
+/// a message that does not exist.
+async fn proof(
+    State(s): AppState,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<LinkQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(LinkQuery { token }) =
+        query.map_err(|_| ApiError::bad_request("malformed query string"))?;
+    let reader = match token {
+        Some(token) if credentials_absent(&headers) => Reader::Link(token),
+        _ => Reader::Account(login::require(&s.ctx, &headers, peer.ip()).await?),
+    };
+    let Path(segment) = path.map_err(|_| ApiError::not_found())?;
+    let id: StableId = segment.parse().map_err(|_| ApiError::not_found())?;
+    let access = match reader {
+        Reader::Link(token) => {
+            s.ctx
+                .tokens
+                .verify(&id, &token, s.ctx.clock.now())
+                .map_err(|e| ApiError::forbidden(e.to_string()))?;
+            None
+        }
+        Reader::Account(user) => Some(user.access),
+    };
+    let archive = Arc::clone(&s.ctx.archive);
+    let proof = blocking(move || {
+        let record = archive
+            .get_by_id(&id)?
+            .filter(|r| access.as_ref().is_none_or(|a| visible(a, r)))
+            .ok_or_else(ApiError::not_found)?;
+        archive.prove(record.uid)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "this message was archived before the transparency log began",
+            )
+        })
+    })
+    .await?;
+    Ok(Json(proof).into_response())
+}
+
+/// `GET /log/checkpoint`: the latest signed checkpoint (signed now if the tree has grown),
+/// as `text/plain`, for any account.
+async fn log_checkpoint(
+    State(s): AppState,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    login::require(&s.ctx, &headers, peer.ip()).await?;
+    let archive = Arc::clone(&s.ctx.archive);
+    let (note, _) = blocking(move || Ok(archive.checkpoint_log()?)).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ConsistencyQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /log/consistency?from=N[&to=M]`: the consistency proof between the trees of N and
+/// M leaves (M defaults to the latest checkpoint's size), for admin and auditor accounts.
+async fn log_consistency(
+    State(s): AppState,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    query: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let user = login::require(&s.ctx, &headers, peer.ip()).await?;
+    if !(user.has_role(Role::Admin) || user.has_role(Role::Auditor)) {
+        return Err(ApiError::forbidden(
+            "consistency proofs are for admin and auditor accounts",
+        ));
+    }
+    let Query(q) = query.map_err(|_| ApiError::bad_request("malformed query string"))?;
+    let size = |name: &'static str, v: Option<String>| {
+        given(v)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::bad_request(format!("{name}: a tree size")))
+            })
+            .transpose()
+    };
+    let from = size("from", q.from)?
+        .ok_or_else(|| ApiError::bad_request("from: the tree size of the older checkpoint"))?;
+    let to = size("to", q.to)?;
+    let archive = Arc::clone(&s.ctx.archive);
+    let proof = blocking(move || {
+        archive.prove_consistency(from, to)?.ok_or_else(|| {
+            ApiError::bad_request("want 1 <= from <= to <= the tree size of the latest checkpoint")
+        })
+    })
+    .await?;
+    Ok(Json(proof).into_response())
 }

@@ -13,3 +13,4 @@ mod property;
 mod pull;
 mod smtp;
 mod support;
+mod tlog;
