@@ -1767,6 +1767,34 @@ fn mailbox_address(
     )
 }
 
+/// What SEARCH FROM, TO and CC match in an address header's `value`, read as ENVELOPE reads
+/// it: each mailbox as `addr@domain` and as `name <addr@domain>` (when it has a name), and
+/// each group's name (Dovecot's search matches groups the same way).
+pub(super) fn address_search_texts(value: &[u8]) -> Vec<Vec<u8>> {
+    let part = |s: &NString<'_>| s.0.as_ref().map(|v| v.as_ref().to_vec());
+    let mut out = Vec::new();
+    for a in addresses(value) {
+        match (part(&a.name), part(&a.mailbox), part(&a.host)) {
+            // A group's start (its name) and end.
+            (_, Some(group), None) => out.push(group),
+            (_, None, None) => {}
+            (name, local, Some(host)) => {
+                let mut addr = local.unwrap_or_default();
+                addr.push(b'@');
+                addr.extend_from_slice(&host);
+                if let Some(mut name) = name {
+                    name.extend_from_slice(b" <");
+                    name.extend_from_slice(&addr);
+                    name.push(b'>');
+                    out.push(name);
+                }
+                out.push(addr);
+            }
+        }
+    }
+    out
+}
+
 /// An RFC 5322 address list, tolerantly: groups, routes, comments as names, missing parts
 /// filled in.
 fn addresses(v: &[u8]) -> Vec<Address<'static>> {

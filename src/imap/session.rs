@@ -1011,8 +1011,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     ) {
         match (mailbox_name(reference), list_pattern(wildcard)) {
             (Ok(reference), Ok(pattern)) => self.list(tag, &reference, &pattern, lsub).await,
+            // A pattern that is not valid modified UTF-7 names no folder (every folder's
+            // name is valid): the answer is an empty list, as Dovecot's (imaptest `atoms`).
             _ => {
-                self.status(status_no(tag, None, INVALID_NAME));
+                let verb = if lsub {
+                    "LSUB completed"
+                } else {
+                    "LIST completed"
+                };
+                self.status(status_ok(tag, None, verb));
             }
         }
     }
