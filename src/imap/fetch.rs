@@ -1767,6 +1767,28 @@ fn mailbox_address(
     )
 }
 
+/// The value of the message's last top-level header field `name` (case-insensitive), as
+/// ENVELOPE reads it (the last occurrence wins, as in Dovecot).
+pub(super) fn header_value(raw: &[u8], name: &str) -> Option<Vec<u8>> {
+    let header_end = Parser::new(raw).scan_header(0).0;
+    Fields::new(raw, 0, header_end)
+        .filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
+        .last()
+        .map(|f| f.value.to_vec())
+}
+
+/// An address's display name, mailbox and host, each as written (`None`: NIL).
+pub(super) type AddressParts = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// The first address of an address header's `value` as ENVELOPE has it: display name,
+/// mailbox (a group's name at a group's start) and host (none for a group).
+pub(super) fn first_address(value: &[u8]) -> Option<AddressParts> {
+    let part = |s: &NString<'_>| s.0.as_ref().map(|v| v.as_ref().to_vec());
+    addresses(value)
+        .first()
+        .map(|a| (part(&a.name), part(&a.mailbox), part(&a.host)))
+}
+
 /// What SEARCH FROM, TO and CC match in an address header's `value`, read as ENVELOPE reads
 /// it: each mailbox as `addr@domain` and as `name <addr@domain>` (when it has a name), and
 /// each group's name (Dovecot's search matches groups the same way).

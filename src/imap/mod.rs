@@ -7,6 +7,7 @@ mod loader;
 pub mod mailbox;
 pub mod search;
 pub mod session;
+pub mod sort;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

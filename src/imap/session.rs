@@ -13,6 +13,7 @@ use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::core::Charset;
 use imap_next::imap_types::core::{IString, Tag, Text, Vec1};
 use imap_next::imap_types::extensions::namespace::Namespace;
+use imap_next::imap_types::extensions::sort::{SortAlgorithm, SortCriterion};
 use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName,
 };
@@ -30,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::loader::{self, flag_fetch};
-use super::{acl, fetch, mailbox, search};
+use super::{acl, fetch, mailbox, search, sort};
 use crate::access::Access;
 use crate::archive::{Account, Archive, FLAG_FLAGGED, FLAG_SEEN, FolderQuery};
 use crate::auth::{self, Login, Logins};
@@ -273,6 +274,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Capability::Unselect,
                     Capability::Enable,
                     Capability::Binary,
+                    Capability::Sort(None),
+                    Capability::Sort(Some(SortAlgorithm::Display)),
                 ]);
             }
         }
@@ -947,6 +950,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.handle_search(tag, charset.as_ref(), criteria.as_ref(), uid)
                     .await
             }
+            CommandBody::Sort {
+                sort_criteria,
+                charset,
+                search_criteria,
+                uid,
+            } => {
+                self.handle_sort(
+                    tag,
+                    sort_criteria.as_ref(),
+                    &charset,
+                    search_criteria.as_ref(),
+                    uid,
+                )
+                .await
+            }
             CommandBody::Store {
                 sequence_set,
                 kind,
@@ -1359,16 +1377,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         criteria: &[SearchKey<'static>],
         by_uid: bool,
     ) {
-        if let Some(charset) = charset {
-            let name = charset.as_ref().to_ascii_uppercase();
-            if name != "UTF-8" && name != "US-ASCII" {
-                let code = Code::badcharset(vec![
-                    Charset::try_from("UTF-8").unwrap_or_else(|_| unreachable_charset()),
-                    Charset::try_from("US-ASCII").unwrap_or_else(|_| unreachable_charset()),
-                ]);
-                self.status(status_no(tag, Some(code), "Unsupported charset"));
-                return;
-            }
+        if let Some(charset) = charset
+            && !self.charset_supported(&tag, charset)
+        {
+            return;
         }
         let State::Selected { folder, .. } = &self.state else {
             return;
@@ -1387,6 +1399,78 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         .unwrap_or_default();
         let _ = self.send_data(Data::Search(hits)).await;
         self.status(status_ok(tag, None, "SEARCH completed"));
+    }
+
+    /// Whether SEARCH, SORT or THREAD can read strings in `charset`; answers `NO
+    /// [BADCHARSET]` when not.
+    fn charset_supported(&mut self, tag: &Tag<'static>, charset: &Charset<'_>) -> bool {
+        let name = charset.as_ref().to_ascii_uppercase();
+        if name == "UTF-8" || name == "US-ASCII" {
+            return true;
+        }
+        let code = Code::badcharset(vec![
+            Charset::try_from("UTF-8").unwrap_or_else(|_| unreachable_charset()),
+            Charset::try_from("US-ASCII").unwrap_or_else(|_| unreachable_charset()),
+        ]);
+        self.status(status_no(tag.clone(), Some(code), "Unsupported charset"));
+        false
+    }
+
+    /// SORT and UID SORT (RFC 5256, with RFC 5957's DISPLAYFROM and DISPLAYTO): SEARCH's
+    /// matches, ordered as [`sort`] says.
+    async fn handle_sort(
+        &mut self,
+        tag: Tag<'static>,
+        sort_criteria: &[SortCriterion],
+        charset: &Charset<'static>,
+        criteria: &[SearchKey<'static>],
+        by_uid: bool,
+    ) {
+        if !self.charset_supported(&tag, charset) {
+            return;
+        }
+        let State::Selected { folder, .. } = &self.state else {
+            return;
+        };
+        let archive = Arc::clone(&self.ctx.archive);
+        let (uids, flags) = (folder.uids.clone(), folder.flags.clone());
+        let access = Arc::clone(&folder.access);
+        let criteria = criteria.to_vec();
+        let sort_criteria = sort_criteria.to_vec();
+        let sorted = tokio::task::spawn_blocking(move || {
+            let hits = search_folder(&archive, &access, &uids, &flags, &criteria, false);
+            let needs_header = sort::needs_header(&sort_criteria);
+            let uid_of = |seq: u32| {
+                usize::try_from(seq)
+                    .ok()
+                    .and_then(|s| uids.get(s.checked_sub(1)?))
+                    .copied()
+            };
+            let mut keys = Vec::with_capacity(hits.len());
+            for seq in hits {
+                let Some(uid) = uid_of(seq.get()) else {
+                    continue;
+                };
+                let Ok(Some(mut record)) = archive.get(uid) else {
+                    continue;
+                };
+                access.redact(&mut record);
+                let raw = if needs_header {
+                    archive.raw(&record).ok()
+                } else {
+                    None
+                };
+                keys.push(sort::Keys::new(seq.get(), &record, raw.as_deref()));
+            }
+            sort::sort(&mut keys, &sort_criteria);
+            keys.iter()
+                .filter_map(|k| Some(nz(if by_uid { uid_of(k.seq)? } else { k.seq })))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let _ = self.send_data(Data::Sort(sorted)).await;
+        self.status(status_ok(tag, None, "SORT completed"));
     }
 
     async fn handle_store(

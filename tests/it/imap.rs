@@ -898,6 +898,90 @@ async fn transcript_imaptest_search_sent_dates_as_written() {
     server.stop().await;
 }
 
+/// SORT and SORT=DISPLAY (RFC 5256, 5957), as imaptest's `sort-*` tests check them: base
+/// subjects (`Re:`, `[list]` and `(fwd)` removed, compared upper-cased), dates as instants,
+/// the first address's local part, display names decoded, REVERSE per key, ties in sequence
+/// order, UID SORT, search criteria, and charsets we cannot read.
+#[tokio::test]
+async fn transcript_sort_and_sort_display() {
+    let m1 = mail(
+        "sort-1",
+        "From: Zed <user2@domain2.org>\r\nTo: =?iso-8859-1?q?foo_aar?= <e@f.g>\r\n\
+         Date: Fri, 22 Feb 2008 00:00:00 +0200\r\n",
+    );
+    let m1 = String::from_utf8(m1)
+        .expect("utf-8")
+        .replace("Subject: sort-1", "Subject: Re: [list] beta (fwd)");
+    let m2 = mail(
+        "sort-2",
+        "From: user1@domain1.org\r\nTo: team: a@b.c;\r\nDate: Thu, 21 Feb 2008 23:30:00 +0000\r\n",
+    );
+    let m2 = String::from_utf8(m2)
+        .expect("utf-8")
+        .replace("Subject: sort-2", "Subject: Alpha");
+    let m3 = mail(
+        "sort-3",
+        "From: Adam <user2@domain1.org>\r\nTo: b@c.d\r\nDate: Thu, 21 Feb 2008 22:30:00 +0000\r\n",
+    );
+    let m3 = String::from_utf8(m3)
+        .expect("utf-8")
+        .replace("Subject: sort-3", "Subject: [xyz]");
+    let (_dir, server) = server_with(&[m1.as_bytes(), m2.as_bytes(), m3.as_bytes()]).await;
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: a1 LOGIN auditor \"{PASSWORD}\"
+         S: a1 OK [CAPABILITY IMAP4REV1 IDLE NAMESPACE UNSELECT ENABLE BINARY SORT SORT=DISPLAY
+         C: a2 EXAMINE INBOX
+         S: * FLAGS
+         S: * 3 EXISTS"
+    ))
+    .await;
+    while !c.line().await.starts_with("a2 OK") {}
+    c.play(
+        "C: b1 SORT (SUBJECT) UTF-8 ALL
+         S= * SORT 2 1 3
+         S: b1 OK SORT completed
+         C: b2 SORT (REVERSE SUBJECT) US-ASCII ALL
+         S= * SORT 3 1 2
+         S: b2 OK
+         C: b3 SORT (DATE) UTF-8 ALL
+         S= * SORT 1 3 2
+         S: b3 OK
+         C: b4 SORT (REVERSE DATE) UTF-8 ALL
+         S= * SORT 2 3 1
+         S: b4 OK
+         C: b5 SORT (FROM) UTF-8 ALL
+         S= * SORT 2 1 3
+         S: b5 OK
+         C: b6 SORT (REVERSE FROM) UTF-8 ALL
+         S= * SORT 1 3 2
+         S: b6 OK
+         C: b7 SORT (DISPLAYFROM) UTF-8 ALL
+         S= * SORT 3 2 1
+         S: b7 OK
+         C: b8 SORT (DISPLAYTO) UTF-8 ALL
+         S= * SORT 3 1 2
+         S: b8 OK
+         C: b9 SORT (TO ARRIVAL) UTF-8 ALL
+         S= * SORT 3 1 2
+         S: b9 OK
+         C: b10 UID SORT (SUBJECT) UTF-8 NOT SUBJECT alpha
+         S= * SORT 1 3
+         S: b10 OK
+         C: b11 SORT (SIZE) UTF-8 FROM nobody
+         S= * SORT
+         S: b11 OK
+         C: b12 SORT (SUBJECT) KOI8-R ALL
+         S: b12 NO [BADCHARSET
+         C: b13 SORT (NOSUCHKEY) UTF-8 ALL
+         S: b13 BAD
+         C: b14 NOOP
+         S: b14 OK",
+    )
+    .await;
+    server.stop().await;
+}
+
 /// What each account may do, told the RFC 4314 way: `lrsw` where it can read (and keep its
 /// own `\Seen` and `\Flagged`, which last), `l` on folders that only hold folders, no folder
 /// it cannot see, and ACLs nobody may read or change over IMAP.
