@@ -8,6 +8,7 @@ pub mod mailbox;
 pub mod search;
 pub mod session;
 pub mod sort;
+pub mod thread;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

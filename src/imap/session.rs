@@ -14,6 +14,7 @@ use imap_next::imap_types::core::Charset;
 use imap_next::imap_types::core::{IString, Tag, Text, Vec1};
 use imap_next::imap_types::extensions::namespace::Namespace;
 use imap_next::imap_types::extensions::sort::{SortAlgorithm, SortCriterion};
+use imap_next::imap_types::extensions::thread::ThreadingAlgorithm;
 use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName,
 };
@@ -31,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::loader::{self, flag_fetch};
-use super::{acl, fetch, mailbox, search, sort};
+use super::{acl, fetch, mailbox, search, sort, thread};
 use crate::access::Access;
 use crate::archive::{Account, Archive, FLAG_FLAGGED, FLAG_SEEN, FolderQuery};
 use crate::auth::{self, Login, Logins};
@@ -276,6 +277,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Capability::Binary,
                     Capability::Sort(None),
                     Capability::Sort(Some(SortAlgorithm::Display)),
+                    Capability::Thread(ThreadingAlgorithm::OrderedSubject),
+                    Capability::Thread(ThreadingAlgorithm::References),
                 ]);
             }
         }
@@ -965,6 +968,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 )
                 .await
             }
+            CommandBody::Thread {
+                algorithm,
+                charset,
+                search_criteria,
+                uid,
+            } => {
+                self.handle_thread(tag, &algorithm, &charset, search_criteria.as_ref(), uid)
+                    .await
+            }
             CommandBody::Store {
                 sequence_set,
                 kind,
@@ -1471,6 +1483,70 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         .unwrap_or_default();
         let _ = self.send_data(Data::Sort(sorted)).await;
         self.status(status_ok(tag, None, "SORT completed"));
+    }
+
+    /// THREAD and UID THREAD (RFC 5256): SEARCH's matches, threaded as [`thread`] says.
+    async fn handle_thread(
+        &mut self,
+        tag: Tag<'static>,
+        algorithm: &ThreadingAlgorithm<'static>,
+        charset: &Charset<'static>,
+        criteria: &[SearchKey<'static>],
+        by_uid: bool,
+    ) {
+        let references = match algorithm {
+            ThreadingAlgorithm::References => true,
+            ThreadingAlgorithm::OrderedSubject => false,
+            ThreadingAlgorithm::Other(_) => {
+                self.status(status_bad(Some(tag), "Unknown threading algorithm"));
+                return;
+            }
+        };
+        if !self.charset_supported(&tag, charset) {
+            return;
+        }
+        let State::Selected { folder, .. } = &self.state else {
+            return;
+        };
+        let archive = Arc::clone(&self.ctx.archive);
+        let (uids, flags) = (folder.uids.clone(), folder.flags.clone());
+        let access = Arc::clone(&folder.access);
+        let criteria = criteria.to_vec();
+        let threads = tokio::task::spawn_blocking(move || {
+            let hits = search_folder(&archive, &access, &uids, &flags, &criteria, false);
+            let mut messages = Vec::with_capacity(hits.len());
+            for seq in hits {
+                let seq = seq.get();
+                let Some(&uid) = usize::try_from(seq)
+                    .ok()
+                    .and_then(|s| uids.get(s.checked_sub(1)?))
+                else {
+                    continue;
+                };
+                let Ok(Some(record)) = archive.get(uid) else {
+                    continue;
+                };
+                let meta = record.meta;
+                messages.push(thread::Message {
+                    id: if by_uid { uid } else { seq },
+                    seq,
+                    date: meta.date,
+                    subject: meta.subject.unwrap_or_default(),
+                    message_id: meta.message_id,
+                    references: meta.references,
+                    in_reply_to: meta.in_reply_to,
+                });
+            }
+            if references {
+                thread::references(&messages)
+            } else {
+                thread::ordered_subject(&messages)
+            }
+        })
+        .await
+        .unwrap_or_default();
+        let _ = self.send_data(Data::Thread(threads)).await;
+        self.status(status_ok(tag, None, "THREAD completed"));
     }
 
     async fn handle_store(

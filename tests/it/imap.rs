@@ -982,6 +982,74 @@ async fn transcript_sort_and_sort_display() {
     server.stop().await;
 }
 
+/// THREAD=REFERENCES and THREAD=ORDEREDSUBJECT (RFC 5256), as imaptest's `thread*` tests
+/// check them: answers under their parent, a missing parent as a placeholder holding its
+/// answers side by side, subjects grouped, threads in date order, UID THREAD.
+#[tokio::test]
+async fn transcript_thread_references_and_orderedsubject() {
+    let messages: Vec<Vec<u8>> = [
+        ("t1", "foo", "", 1),
+        ("t2", "Re: foo", "<t1@fabrikam.com>", 2),
+        ("t3", "Re: foo", "<t1@fabrikam.com>", 3),
+        ("t4", "bar", "<missing@fabrikam.com>", 4),
+        ("t5", "Re: bar", "<missing@fabrikam.com>", 5),
+        ("t6", "baz", "", 6),
+    ]
+    .iter()
+    .map(|(id, subject, refs, day)| {
+        let refs = if refs.is_empty() {
+            String::new()
+        } else {
+            format!("References: {refs}\r\n")
+        };
+        format!(
+            "From: marta@fabrikam.com\r\nTo: alice@contoso.com\r\nSubject: {subject}\r\n\
+             Date: {day} Mar 2026 10:00:00 +0000\r\nMessage-ID: <{id}@fabrikam.com>\r\n{refs}\
+             \r\nbody {id}\r\n"
+        )
+        .into_bytes()
+    })
+    .collect();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let (_dir, server) = server_with(&refs).await;
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: a1 LOGIN auditor \"{PASSWORD}\"
+         S: a1 OK [CAPABILITY IMAP4REV1 IDLE NAMESPACE UNSELECT ENABLE BINARY SORT SORT=DISPLAY \
+            THREAD=ORDEREDSUBJECT THREAD=REFERENCES
+         C: a2 EXAMINE INBOX
+         S: * FLAGS
+         S: * 6 EXISTS"
+    ))
+    .await;
+    while !c.line().await.starts_with("a2 OK") {}
+    c.play(
+        "C: b1 THREAD REFERENCES UTF-8 ALL
+         S= * THREAD (1 (2)(3))((4)(5))(6)
+         S: b1 OK THREAD completed
+         C: b2 THREAD ORDEREDSUBJECT US-ASCII ALL
+         S= * THREAD (1 (2)(3))(4 5)(6)
+         S: b2 OK
+         C: b3 UID THREAD REFERENCES UTF-8 NOT SUBJECT baz
+         S= * THREAD (1 (2)(3))((4)(5))
+         S: b3 OK
+         C: b4 THREAD REFERENCES UTF-8 2:3
+         S= * THREAD ((2)(3))
+         S: b4 OK
+         C: b5 THREAD REFERENCES UTF-8 SUBJECT nothing
+         S= * THREAD
+         S: b5 OK
+         C: b6 THREAD REFS UTF-8 ALL
+         S: b6 BAD
+         C: b7 THREAD REFERENCES KOI8-R ALL
+         S: b7 NO [BADCHARSET
+         C: b8 NOOP
+         S: b8 OK",
+    )
+    .await;
+    server.stop().await;
+}
+
 /// What each account may do, told the RFC 4314 way: `lrsw` where it can read (and keep its
 /// own `\Seen` and `\Flagged`, which last), `l` on folders that only hold folders, no folder
 /// it cannot see, and ACLs nobody may read or change over IMAP.
