@@ -2,6 +2,7 @@
 //! Every `imap_types` use stays inside this module.
 
 pub mod acl;
+pub mod esearch;
 pub mod fetch;
 mod loader;
 pub mod mailbox;

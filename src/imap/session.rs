@@ -32,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::loader::{self, flag_fetch};
-use super::{acl, fetch, mailbox, search, sort, thread};
+use super::{acl, esearch, fetch, mailbox, search, sort, thread};
 use crate::access::Access;
 use crate::archive::{Account, Archive, FLAG_FLAGGED, FLAG_SEEN, FolderQuery};
 use crate::auth::{self, Login, Logins};
@@ -280,6 +280,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Capability::Thread(ThreadingAlgorithm::OrderedSubject),
                     Capability::Thread(ThreadingAlgorithm::References),
                 ]);
+                // RFC 4731 and 5267: SEARCH RETURN and SORT RETURN (src/imap/esearch.rs).
+                for name in ["ESEARCH", "ESORT"] {
+                    if let Ok(atom) = imap_next::imap_types::core::Atom::try_from(name) {
+                        caps.push(Capability::from(atom));
+                    }
+                }
             }
         }
         caps.push(Capability::Id);
@@ -468,6 +474,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ServerError::MalformedMessage { discarded_bytes } => {
                 let bytes = discarded_bytes.declassify();
                 let tag = leading_tag(bytes);
+                if self.idle.is_none() && self.authenticate.is_none() {
+                    match (tag.clone(), esearch::split(bytes)) {
+                        (Some(tag), Ok((options, plain))) => {
+                            self.handle_return(tag, options, &plain).await;
+                            return Ok(());
+                        }
+                        (Some(tag), Err(esearch::Error::BadOption)) => {
+                            self.status(status_bad(
+                                Some(tag),
+                                "Unknown or malformed RETURN option",
+                            ));
+                            return Ok(());
+                        }
+                        _ => {}
+                    }
+                }
                 // Only a command line (not the DONE of an IDLE, nor an AUTHENTICATE
                 // response) can be an ACL command.
                 let in_command = self.idle.is_none() && self.authenticate.is_none();
@@ -489,6 +511,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         }
         Ok(())
+    }
+
+    /// `SEARCH RETURN (…)` and `SORT RETURN (…)` (ESEARCH, ESORT): `plain` is the command
+    /// without its RETURN options, which imap-codec parses.
+    async fn handle_return(&mut self, tag: Tag<'static>, options: esearch::Options, plain: &[u8]) {
+        use imap_codec::CommandCodec;
+        use imap_codec::decode::Decoder;
+        if !matches!(self.state, State::Selected { .. }) {
+            self.status(status_bad(Some(tag), "Select a folder first"));
+            return;
+        }
+        let Ok((_, command)) = CommandCodec::default().decode(plain) else {
+            self.status(status_bad(Some(tag), "Unknown command or bad syntax"));
+            return;
+        };
+        match command.into_static().body {
+            CommandBody::Search {
+                charset,
+                criteria,
+                uid,
+            } => {
+                self.handle_search(tag, charset.as_ref(), criteria.as_ref(), uid, Some(options))
+                    .await
+            }
+            CommandBody::Sort {
+                sort_criteria,
+                charset,
+                search_criteria,
+                uid,
+            } => {
+                self.handle_sort(
+                    tag,
+                    sort_criteria.as_ref(),
+                    &charset,
+                    search_criteria.as_ref(),
+                    uid,
+                    Some(options),
+                )
+                .await
+            }
+            _ => {
+                self.status(status_bad(Some(tag), "Unknown command or bad syntax"));
+            }
+        }
     }
 
     /// MYRIGHTS, GETACL, LISTRIGHTS, SETACL, DELETEACL (RFC 4314). The folder is found as
@@ -950,7 +1016,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 criteria,
                 uid,
             } => {
-                self.handle_search(tag, charset.as_ref(), criteria.as_ref(), uid)
+                self.handle_search(tag, charset.as_ref(), criteria.as_ref(), uid, None)
                     .await
             }
             CommandBody::Sort {
@@ -965,6 +1031,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     &charset,
                     search_criteria.as_ref(),
                     uid,
+                    None,
                 )
                 .await
             }
@@ -1382,12 +1449,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Some(unknown_cte)
     }
 
+    /// SEARCH and UID SEARCH; with `ret`, their ESEARCH form (`SEARCH RETURN (…)`).
     async fn handle_search(
         &mut self,
         tag: Tag<'static>,
         charset: Option<&Charset<'static>>,
         criteria: &[SearchKey<'static>],
         by_uid: bool,
+        ret: Option<esearch::Options>,
     ) {
         if let Some(charset) = charset
             && !self.charset_supported(&tag, charset)
@@ -1409,8 +1478,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         })
         .await
         .unwrap_or_default();
-        let _ = self.send_data(Data::Search(hits)).await;
+        self.send_hits(&tag, hits, by_uid, ret, Data::Search).await;
         self.status(status_ok(tag, None, "SEARCH completed"));
+    }
+
+    /// The matches of SEARCH or SORT: as `plain` (`* SEARCH`, `* SORT`), or as `* ESEARCH`
+    /// with what `ret` asked for. The ESEARCH line is written as it is (imap-types has no
+    /// ESEARCH response); it is only asked for from [`Self::on_protocol_error`], after
+    /// everything enqueued before has gone out, so it goes out in order.
+    async fn send_hits(
+        &mut self,
+        tag: &Tag<'static>,
+        hits: Vec<NonZeroU32>,
+        by_uid: bool,
+        ret: Option<esearch::Options>,
+        plain: fn(Vec<NonZeroU32>) -> Data<'static>,
+    ) {
+        match ret {
+            None => {
+                let _ = self.send_data(plain(hits)).await;
+            }
+            Some(options) => {
+                let line = esearch::response(tag.as_ref(), by_uid, options, &hits);
+                let _ = self.write(&line).await;
+            }
+        }
     }
 
     /// Whether SEARCH, SORT or THREAD can read strings in `charset`; answers `NO
@@ -1437,6 +1529,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         charset: &Charset<'static>,
         criteria: &[SearchKey<'static>],
         by_uid: bool,
+        ret: Option<esearch::Options>,
     ) {
         if !self.charset_supported(&tag, charset) {
             return;
@@ -1481,7 +1574,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         })
         .await
         .unwrap_or_default();
-        let _ = self.send_data(Data::Sort(sorted)).await;
+        self.send_hits(&tag, sorted, by_uid, ret, Data::Sort).await;
         self.status(status_ok(tag, None, "SORT completed"));
     }
 

@@ -1050,6 +1050,61 @@ async fn transcript_thread_references_and_orderedsubject() {
     server.stop().await;
 }
 
+/// ESEARCH and ESORT (RFC 4731, 5267), as imaptest's `esort` checks them: `RETURN (MIN MAX
+/// COUNT ALL)` answered `* ESEARCH (TAG "…")`, `RETURN ()` meaning ALL, UID, no match, SORT in
+/// its order, and unknown options BAD with the session going on.
+#[tokio::test]
+async fn transcript_esearch_and_esort() {
+    let messages: Vec<Vec<u8>> = (1..=5)
+        .map(|i| {
+            let day = [3, 1, 5, 2, 4][i - 1];
+            mail(
+                &format!("es-{i}"),
+                &format!("From: marta@fabrikam.com\r\nDate: {day} Mar 2026 10:00:00 +0000\r\n"),
+            )
+        })
+        .collect();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let (_dir, server) = server_with(&refs).await;
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: a1 LOGIN auditor \"{PASSWORD}\"
+         S: a1 OK [CAPABILITY IMAP4REV1 IDLE NAMESPACE UNSELECT ENABLE BINARY SORT SORT=DISPLAY \
+            THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH ESORT
+         C: a2 EXAMINE INBOX
+         S: * FLAGS
+         S: * 5 EXISTS"
+    ))
+    .await;
+    while !c.line().await.starts_with("a2 OK") {}
+    c.play(
+        "C: b1 SEARCH RETURN (MIN MAX COUNT ALL) ALL
+         S= * ESEARCH (TAG \"b1\") MIN 1 MAX 5 COUNT 5 ALL 1:5
+         S: b1 OK SEARCH completed
+         C: b2 SEARCH RETURN () 2:4
+         S= * ESEARCH (TAG \"b2\") ALL 2:4
+         S: b2 OK
+         C: b3 UID SEARCH RETURN (COUNT MIN) SUBJECT nothing
+         S= * ESEARCH (TAG \"b3\") UID COUNT 0
+         S: b3 OK
+         C: b4 SORT RETURN (ALL) (DATE) UTF-8 ALL
+         S= * ESEARCH (TAG \"b4\") ALL 2,4,1,5,3
+         S: b4 OK SORT completed
+         C: b5 SORT RETURN (MIN MAX) (REVERSE DATE) UTF-8 ALL
+         S= * ESEARCH (TAG \"b5\") MIN 1 MAX 5
+         S: b5 OK
+         C: b6 SEARCH RETURN (SAVE) ALL
+         S: b6 BAD
+         C: b7 SEARCH RETURN (MIN) NOSUCHKEY
+         S: b7 BAD
+         C: b8 SEARCH 1:2
+         S= * SEARCH 1 2
+         S: b8 OK",
+    )
+    .await;
+    server.stop().await;
+}
+
 /// What each account may do, told the RFC 4314 way: `lrsw` where it can read (and keep its
 /// own `\Seen` and `\Flagged`, which last), `l` on folders that only hold folders, no folder
 /// it cannot see, and ACLs nobody may read or change over IMAP.
