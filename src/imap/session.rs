@@ -280,8 +280,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Capability::Thread(ThreadingAlgorithm::OrderedSubject),
                     Capability::Thread(ThreadingAlgorithm::References),
                 ]);
-                // RFC 4731 and 5267: SEARCH RETURN and SORT RETURN (src/imap/esearch.rs).
-                for name in ["ESEARCH", "ESORT"] {
+                // RFC 4731 and 5267: SEARCH RETURN and SORT RETURN (src/imap/esearch.rs);
+                // RFC 3348 and 6154: LIST marks folders with children and the Junk folder;
+                // RFC 8438: STATUS SIZE.
+                for name in ["ESEARCH", "ESORT", "CHILDREN", "SPECIAL-USE", "STATUS=SIZE"] {
                     if let Ok(atom) = imap_next::imap_types::core::Atom::try_from(name) {
                         caps.push(Capability::from(atom));
                     }
@@ -1247,6 +1249,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .iter()
             .filter(|u| flags.get(u).is_none_or(|b| b & FLAG_SEEN == 0))
             .count();
+        // RFC 8438: the folder's size, what RFC822.SIZE of every message adds up to.
+        let size = if items.contains(&StatusDataItemName::Size) {
+            let archive = Arc::clone(&self.ctx.archive);
+            let uids = uids.clone();
+            tokio::task::spawn_blocking(move || {
+                uids.iter()
+                    .filter_map(|&uid| archive.get(uid).ok().flatten())
+                    .map(|record| record.served_size())
+                    .sum::<u64>()
+            })
+            .await
+            .unwrap_or_default()
+        } else {
+            0
+        };
         let mut out = Vec::new();
         for item in items {
             out.push(match item {
@@ -1260,6 +1277,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     StatusDataItem::Unseen(u32::try_from(unseen).unwrap_or(u32::MAX))
                 }
                 StatusDataItemName::Deleted => StatusDataItem::Deleted(0),
+                StatusDataItemName::DeletedStorage => StatusDataItem::DeletedStorage(0),
+                StatusDataItemName::Size => StatusDataItem::Size(size),
+                #[allow(unreachable_patterns)]
                 _ => continue,
             });
         }

@@ -1105,6 +1105,56 @@ async fn transcript_esearch_and_esort() {
     server.stop().await;
 }
 
+/// STATUS=SIZE (RFC 8438): a folder's SIZE is what its messages' RFC822.SIZE add up to;
+/// CHILDREN and SPECIAL-USE are announced with the LIST attributes they promise (`Junk` is
+/// `\\Junk`); `UID FETCH 4294967295` names no message and answers nothing; DELETED-STORAGE
+/// is 0 in the read-only archive.
+#[tokio::test]
+async fn transcript_status_size_children_special_use_and_the_last_uid() {
+    let (_dir, server) = server_with(&[PLAIN, OUTBOUND]).await;
+    let sizes = [PLAIN.len(), OUTBOUND.len()];
+    let total: usize = sizes.iter().sum();
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: a1 LOGIN auditor \"{PASSWORD}\"
+         S: a1 OK [CAPABILITY IMAP4REV1 IDLE NAMESPACE UNSELECT ENABLE BINARY SORT SORT=DISPLAY \
+            THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH ESORT CHILDREN SPECIAL-USE STATUS=SIZE
+         C: a2 STATUS INBOX (MESSAGES SIZE DELETED-STORAGE)
+         S= * STATUS INBOX (MESSAGES 2 SIZE {total} DELETED-STORAGE 0)
+         S: a2 OK STATUS completed
+         C: a3 STATUS Outbound (SIZE)
+         S= * STATUS Outbound (SIZE {outbound})
+         S: a3 OK
+         C: a4 LIST \"\" Junk
+         S= * LIST (\\HasNoChildren \\Junk) \"/\" Junk
+         S: a4 OK
+         C: a5 LIST \"\" \"By month\"
+         S= * LIST (\\Noselect \\HasChildren) \"/\" \"By month\"
+         S: a5 OK
+         C: a6 EXAMINE INBOX
+         S: * FLAGS",
+        outbound = sizes[1],
+    ))
+    .await;
+    while !c.line().await.starts_with("a6 OK") {}
+    c.play(
+        "C: b1 UID FETCH 4294967295 (UID FLAGS)
+         S: b1 OK FETCH completed
+         C: b2 UID FETCH 1:4294967295 (UID)
+         S= * 1 FETCH (UID 1)
+         S= * 2 FETCH (UID 2)
+         S: b2 OK
+         C: b3 FETCH 1:2 (RFC822.SIZE)",
+    )
+    .await;
+    for (i, size) in sizes.iter().enumerate() {
+        let line = c.line().await;
+        assert_eq!(line, format!("* {} FETCH (RFC822.SIZE {size})\r\n", i + 1));
+    }
+    c.expect("b3 OK").await;
+    server.stop().await;
+}
+
 /// What each account may do, told the RFC 4314 way: `lrsw` where it can read (and keep its
 /// own `\Seen` and `\Flagged`, which last), `l` on folders that only hold folders, no folder
 /// it cannot see, and ACLs nobody may read or change over IMAP.
