@@ -4,6 +4,7 @@
 pub mod acl;
 pub mod esearch;
 pub mod fetch;
+pub mod liststatus;
 mod loader;
 pub mod mailbox;
 pub mod search;

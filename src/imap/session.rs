@@ -32,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::loader::{self, flag_fetch};
-use super::{acl, esearch, fetch, mailbox, search, sort, thread};
+use super::{acl, esearch, fetch, liststatus, mailbox, search, sort, thread};
 use crate::access::Access;
 use crate::archive::{Account, Archive, FLAG_FLAGGED, FLAG_SEEN, FolderQuery};
 use crate::auth::{self, Login, Logins};
@@ -283,7 +283,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 // RFC 4731 and 5267: SEARCH RETURN and SORT RETURN (src/imap/esearch.rs);
                 // RFC 3348 and 6154: LIST marks folders with children and the Junk folder;
                 // RFC 8438: STATUS SIZE.
-                for name in ["ESEARCH", "ESORT", "CHILDREN", "SPECIAL-USE", "STATUS=SIZE"] {
+                // RFC 5819: LIST … RETURN (STATUS (…)) (src/imap/liststatus.rs).
+                for name in [
+                    "ESEARCH",
+                    "ESORT",
+                    "CHILDREN",
+                    "SPECIAL-USE",
+                    "STATUS=SIZE",
+                    "LIST-STATUS",
+                ] {
                     if let Ok(atom) = imap_next::imap_types::core::Atom::try_from(name) {
                         caps.push(Capability::from(atom));
                     }
@@ -491,6 +499,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         }
                         _ => {}
                     }
+                    match (tag.clone(), liststatus::split(bytes)) {
+                        (Some(tag), Ok(split)) => {
+                            self.handle_list_return(tag, &split).await;
+                            return Ok(());
+                        }
+                        (Some(tag), Err(liststatus::Error::BadOption)) => {
+                            self.status(status_bad(
+                                Some(tag),
+                                "Unknown or malformed RETURN option",
+                            ));
+                            return Ok(());
+                        }
+                        _ => {}
+                    }
                 }
                 // Only a command line (not the DONE of an IDLE, nor an AUTHENTICATE
                 // response) can be an ACL command.
@@ -553,6 +575,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 )
                 .await
             }
+            _ => {
+                self.status(status_bad(Some(tag), "Unknown command or bad syntax"));
+            }
+        }
+    }
+
+    /// `LIST … RETURN (…)` (LIST-STATUS): the LIST and STATUS parts parsed by imap-codec.
+    async fn handle_list_return(&mut self, tag: Tag<'static>, split: &liststatus::Split) {
+        use imap_codec::CommandCodec;
+        use imap_codec::decode::Decoder;
+        if matches!(self.state, State::NotAuthenticated) {
+            self.status(status_bad(Some(tag), "Log in first"));
+            return;
+        }
+        let codec = CommandCodec::default();
+        let list = codec.decode(&split.list).map(|(_, c)| c.into_static().body);
+        let items = match split.status.as_deref().map(|s| codec.decode(s)) {
+            None => Some(Vec::new()),
+            Some(Ok((_, command))) => match command.into_static().body {
+                CommandBody::Status { item_names, .. } => Some(item_names.into_owned()),
+                _ => None,
+            },
+            Some(Err(_)) => None,
+        };
+        match (list, items) {
+            (
+                Ok(CommandBody::List {
+                    reference,
+                    mailbox_wildcard,
+                }),
+                Some(items),
+            ) => match (mailbox_name(&reference), list_pattern(&mailbox_wildcard)) {
+                (Ok(reference), Ok(pattern)) => {
+                    let status = split.status.is_some().then_some(items.as_slice());
+                    self.list(tag, &reference, &pattern, false, status).await;
+                }
+                _ => {
+                    self.status(status_ok(tag, None, "LIST completed"));
+                }
+            },
             _ => {
                 self.status(status_bad(Some(tag), "Unknown command or bad syntax"));
             }
@@ -1109,7 +1171,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         lsub: bool,
     ) {
         match (mailbox_name(reference), list_pattern(wildcard)) {
-            (Ok(reference), Ok(pattern)) => self.list(tag, &reference, &pattern, lsub).await,
+            (Ok(reference), Ok(pattern)) => self.list(tag, &reference, &pattern, lsub, None).await,
             // A pattern that is not valid modified UTF-7 names no folder (every folder's
             // name is valid): the answer is an empty list, as Dovecot's (imaptest `atoms`).
             _ => {
@@ -1123,7 +1185,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    async fn list(&mut self, tag: Tag<'static>, reference: &str, pattern: &str, lsub: bool) {
+    /// LIST or LSUB of `reference` + `pattern`; with `status`, each selectable folder's
+    /// STATUS after its LIST line (LIST-STATUS, RFC 5819).
+    async fn list(
+        &mut self,
+        tag: Tag<'static>,
+        reference: &str,
+        pattern: &str,
+        lsub: bool,
+        status: Option<&[StatusDataItemName]>,
+    ) {
         let verb = if lsub {
             "LSUB completed"
         } else {
@@ -1184,6 +1255,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if self.send_data(data).await.is_err() {
                 return;
             }
+            if let (Some(items), Some(_)) = (status, &folder.query)
+                && let Ok(Some(data)) = self.status_data(&folder.name, items).await
+                && self.send_data(data).await.is_err()
+            {
+                return;
+            }
         }
         self.status(status_ok(tag, None, verb));
     }
@@ -1230,6 +1307,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     async fn handle_status(&mut self, tag: Tag<'static>, name: &str, items: &[StatusDataItemName]) {
+        match self.status_data(name, items).await {
+            Ok(data) => {
+                if let Some(data) = data {
+                    let _ = self.send_data(data).await;
+                }
+                self.status(status_ok(tag, None, "STATUS completed"));
+            }
+            Err(why) => {
+                self.status(status_no(tag, None, why));
+            }
+        }
+    }
+
+    /// The STATUS response of folder `name` (`None` if its name cannot go on the wire), or
+    /// why there is none.
+    async fn status_data(
+        &self,
+        name: &str,
+        items: &[StatusDataItemName],
+    ) -> Result<Option<Data<'static>>, &'static str> {
         let user = self.user().unwrap_or_default().to_owned();
         let Opened {
             folder,
@@ -1237,13 +1334,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             flags,
             next,
             ..
-        } = match self.open_folder(name, &user).await {
-            Ok(opened) => opened,
-            Err(why) => {
-                self.status(status_no(tag, None, why));
-                return;
-            }
-        };
+        } = self.open_folder(name, &user).await?;
         let count = u32::try_from(uids.len()).unwrap_or(u32::MAX);
         let unseen = uids
             .iter()
@@ -1283,15 +1374,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 _ => continue,
             });
         }
-        if let Some(mailbox) = to_mailbox(&folder.name) {
-            let _ = self
-                .send_data(Data::Status {
-                    mailbox,
-                    items: out.into(),
-                })
-                .await;
-        }
-        self.status(status_ok(tag, None, "STATUS completed"));
+        Ok(to_mailbox(&folder.name).map(|mailbox| Data::Status {
+            mailbox,
+            items: out.into(),
+        }))
     }
 
     async fn select_named(&mut self, tag: Tag<'static>, mailbox: &Mailbox<'_>, read_only: bool) {

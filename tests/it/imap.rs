@@ -1155,6 +1155,41 @@ async fn transcript_status_size_children_special_use_and_the_last_uid() {
     server.stop().await;
 }
 
+/// LIST-STATUS (RFC 5819): `LIST … RETURN (STATUS (…))` gives each selectable folder's STATUS
+/// after its LIST line, none for a folder that only holds folders; unknown return options
+/// answer BAD and the session goes on.
+#[tokio::test]
+async fn transcript_list_status() {
+    let (_dir, server) = server_with(&[PLAIN, OUTBOUND]).await;
+    let mut c = Raw::connect(&server).await;
+    c.play(&format!(
+        "C: a1 LOGIN auditor \"{PASSWORD}\"
+         S: a1 OK
+         C: a2 LIST \"\" \"In%\" RETURN (STATUS (MESSAGES UNSEEN))
+         S= * LIST (\\HasNoChildren) \"/\" INBOX
+         S= * STATUS INBOX (MESSAGES 2 UNSEEN 2)
+         S= * LIST (\\HasNoChildren) \"/\" Inbound
+         S= * STATUS Inbound (MESSAGES 1 UNSEEN 1)
+         S= * LIST (\\HasNoChildren) \"/\" Internal
+         S= * STATUS Internal (MESSAGES 0 UNSEEN 0)
+         S: a2 OK LIST completed
+         C: a3 LIST \"\" \"By month\" RETURN (CHILDREN STATUS (MESSAGES))
+         S= * LIST (\\Noselect \\HasChildren) \"/\" \"By month\"
+         S: a3 OK LIST completed
+         C: a4 LIST \"\" Outbound RETURN (SUBSCRIBED)
+         S= * LIST (\\HasNoChildren) \"/\" Outbound
+         S: a4 OK
+         C: a5 LIST \"\" * RETURN (MYRIGHTS)
+         S: a5 BAD
+         C: a6 LIST \"\" * RETURN (STATUS (NOSUCHITEM))
+         S: a6 BAD
+         C: a7 NOOP
+         S: a7 OK"
+    ))
+    .await;
+    server.stop().await;
+}
+
 /// What each account may do, told the RFC 4314 way: `lrsw` where it can read (and keep its
 /// own `\Seen` and `\Flagged`, which last), `l` on folders that only hold folders, no folder
 /// it cannot see, and ACLs nobody may read or change over IMAP.
