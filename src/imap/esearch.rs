@@ -145,7 +145,8 @@ mod tests {
             all: true,
             ..Options::default()
         };
-        let cases: &[(&str, Result<(Options, &str), Error>)] = &[
+        type Want = Result<(Options, &'static str), Error>;
+        let cases: &[(&str, Want)] = &[
             (
                 "t SEARCH RETURN (MIN max) ALL",
                 Ok((

@@ -1099,7 +1099,8 @@ mod tests {
 
     #[test]
     fn civil_days() {
-        let cases: &[((i64, u8, u8), Option<i64>)] = &[
+        type Date = (i64, u8, u8);
+        let cases: &[(Date, Option<i64>)] = &[
             ((1970, 1, 1), Some(0)),
             ((1969, 12, 31), Some(-1)),
             ((2000, 3, 1), Some(11_017)),
