@@ -491,7 +491,17 @@ mod tests {
             (
                 "hostile",
                 &[
-                    "a OK", "b OK", "c OK", "d OK", "e BAD", "f BAD", "g BAD", "h BAD", "xx BAD",
+                    "a OK",
+                    "b OK",
+                    "c OK",
+                    "d OK",
+                    "e BAD",
+                    "f BAD",
+                    "* STATUS INBOX (MESSAGES 3 SIZE",
+                    "g OK",
+                    "* STATUS INBOX (MESSAGES 3)",
+                    "h OK",
+                    "xx BAD",
                     "i OK",
                 ],
             ),
