@@ -1649,33 +1649,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let criteria = criteria.to_vec();
         let sort_criteria = sort_criteria.to_vec();
         let sorted = tokio::task::spawn_blocking(move || {
-            let hits = search_folder(&archive, &access, &uids, &flags, &criteria, false);
             let needs_header = sort::needs_header(&sort_criteria);
-            let uid_of = |seq: u32| {
-                usize::try_from(seq)
-                    .ok()
-                    .and_then(|s| uids.get(s.checked_sub(1)?))
-                    .copied()
-            };
-            let mut keys = Vec::with_capacity(hits.len());
-            for seq in hits {
-                let Some(uid) = uid_of(seq.get()) else {
-                    continue;
-                };
-                let Ok(Some(mut record)) = archive.get(uid) else {
-                    continue;
-                };
-                access.redact(&mut record);
-                let raw = if needs_header {
-                    archive.raw(&record).ok()
-                } else {
-                    None
-                };
-                keys.push(sort::Keys::new(seq.get(), &record, raw.as_deref()));
-            }
+            let mut keys: Vec<sort::Keys> =
+                matching_records(&archive, &access, &uids, &flags, &criteria)
+                    .into_iter()
+                    .map(|(seq, uid, record)| {
+                        let raw = needs_header.then(|| archive.raw(&record).ok()).flatten();
+                        sort::Keys::new(seq, uid, &record, raw.as_deref())
+                    })
+                    .collect();
             sort::sort(&mut keys, &sort_criteria);
             keys.iter()
-                .filter_map(|k| Some(nz(if by_uid { uid_of(k.seq)? } else { k.seq })))
+                .map(|k| nz(if by_uid { k.uid } else { k.seq }))
                 .collect::<Vec<_>>()
         })
         .await
@@ -1712,30 +1697,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let access = Arc::clone(&folder.access);
         let criteria = criteria.to_vec();
         let threads = tokio::task::spawn_blocking(move || {
-            let hits = search_folder(&archive, &access, &uids, &flags, &criteria, false);
-            let mut messages = Vec::with_capacity(hits.len());
-            for seq in hits {
-                let seq = seq.get();
-                let Some(&uid) = usize::try_from(seq)
-                    .ok()
-                    .and_then(|s| uids.get(s.checked_sub(1)?))
-                else {
-                    continue;
-                };
-                let Ok(Some(record)) = archive.get(uid) else {
-                    continue;
-                };
-                let meta = record.meta;
-                messages.push(thread::Message {
-                    id: if by_uid { uid } else { seq },
-                    seq,
-                    date: meta.date,
-                    subject: meta.subject.unwrap_or_default(),
-                    message_id: meta.message_id,
-                    references: meta.references,
-                    in_reply_to: meta.in_reply_to,
-                });
-            }
+            let messages: Vec<thread::Message> =
+                matching_records(&archive, &access, &uids, &flags, &criteria)
+                    .into_iter()
+                    .map(|(seq, uid, record)| {
+                        let meta = record.meta;
+                        thread::Message {
+                            id: if by_uid { uid } else { seq },
+                            seq,
+                            date: meta.date,
+                            subject: meta.subject.unwrap_or_default(),
+                            message_id: meta.message_id,
+                            references: meta.references,
+                            in_reply_to: meta.in_reply_to,
+                        }
+                    })
+                    .collect();
             if references {
                 thread::references(&messages)
             } else {
@@ -1871,6 +1848,28 @@ fn search_folder(
         }
     }
     hits
+}
+
+/// The messages of a folder that match `criteria` (as [`search_folder`] finds them), each
+/// with its sequence number, UID and record as the account may see it: what SORT and THREAD
+/// order.
+fn matching_records(
+    archive: &Archive,
+    access: &Access,
+    uids: &[u32],
+    flags: &BTreeMap<u32, u8>,
+    criteria: &[SearchKey<'static>],
+) -> Vec<(u32, u32, crate::archive::Record)> {
+    search_folder(archive, access, uids, flags, criteria, false)
+        .into_iter()
+        .filter_map(|seq| {
+            let seq = seq.get();
+            let uid = *uids.get(usize::try_from(seq).ok()?.checked_sub(1)?)?;
+            let mut record = archive.get(uid).ok()??;
+            access.redact(&mut record);
+            Some((seq, uid, record))
+        })
+        .collect()
 }
 
 /// The account, the directory and what the account may read, as of now; nothing for an

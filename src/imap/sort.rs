@@ -41,6 +41,7 @@ pub fn needs_header(criteria: &[SortCriterion]) -> bool {
 pub struct Keys {
     /// Its sequence number: the last tie-breaker.
     pub seq: u32,
+    pub uid: u32,
     arrival: i64,
     date: i64,
     size: u64,
@@ -53,12 +54,13 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// The keys of message `seq` from its record and, for the address keys, the message
-    /// bytes (`raw`; without them those keys are empty).
-    pub fn new(seq: u32, record: &Record, raw: Option<&[u8]>) -> Self {
+    /// The keys of message `seq` (UID `uid`) from its record and, for the address keys, the
+    /// message bytes (`raw`; without them those keys are empty).
+    pub fn new(seq: u32, uid: u32, record: &Record, raw: Option<&[u8]>) -> Self {
         let meta = &record.meta;
         let mut keys = Keys {
             seq,
+            uid,
             arrival: meta.received_at,
             date: meta.date,
             size: record.served_size(),
