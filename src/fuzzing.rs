@@ -527,6 +527,81 @@ mod tests {
         assert!(text.contains("221 "), "{text}");
     }
 
+    /// The seeds for SORT, THREAD, ESEARCH, unusual mailbox names and hostile input get an
+    /// answer to every command, and the session goes on to the last one (none of them may
+    /// take the connection down).
+    #[test]
+    fn hostile_and_extension_seeds_answer_every_command() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/imap_session");
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "sort-thread",
+                &[
+                    "a OK",
+                    "* SORT",
+                    "b OK",
+                    "c OK",
+                    "* THREAD",
+                    "d OK",
+                    "e OK",
+                    "f BAD",
+                    "g BAD",
+                    "h NO [BADCHARSET",
+                ],
+            ),
+            (
+                "esearch",
+                &[
+                    "a OK",
+                    "* ESEARCH (TAG \"b\") MIN 1",
+                    "b OK",
+                    "c OK",
+                    "d OK",
+                    "e BAD",
+                    "f BAD",
+                    "g OK",
+                    "h OK",
+                ],
+            ),
+            (
+                "atoms",
+                &[
+                    "a OK", "b NO", "c NO", "d OK", "e BAD", "f BAD", "g BAD", "h BAD", "i OK",
+                    "j NO",
+                ],
+            ),
+            (
+                "hostile",
+                &[
+                    "a OK",
+                    "b OK",
+                    "c OK",
+                    "d OK",
+                    "e BAD",
+                    "f BAD",
+                    "* STATUS INBOX (MESSAGES 3 SIZE",
+                    "g OK",
+                    "* STATUS INBOX (MESSAGES 3)",
+                    "h OK",
+                    "xx BAD",
+                    "i OK",
+                ],
+            ),
+        ];
+        for (seed, answers) in cases {
+            let data = std::fs::read(root.join(seed)).expect("read a seed");
+            let out = super::session_output(&data);
+            let text = String::from_utf8_lossy(&out);
+            let mut rest = text.as_ref();
+            for answer in *answers {
+                let at = rest
+                    .find(&format!("\n{answer}"))
+                    .unwrap_or_else(|| panic!("{seed}: no {answer:?} after {rest:?}"));
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+
     /// The session harness really runs commands (a harness that only saw the greeting
     /// would fuzz nothing).
     #[test]

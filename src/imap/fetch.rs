@@ -1767,6 +1767,56 @@ fn mailbox_address(
     )
 }
 
+/// The value of the message's last top-level header field `name` (case-insensitive), as
+/// ENVELOPE reads it (the last occurrence wins, as in Dovecot).
+pub(super) fn header_value(raw: &[u8], name: &str) -> Option<Vec<u8>> {
+    let header_end = Parser::new(raw).scan_header(0).0;
+    Fields::new(raw, 0, header_end)
+        .filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
+        .last()
+        .map(|f| f.value.to_vec())
+}
+
+/// An address's display name, mailbox and host, each as written (`None`: NIL).
+pub(super) type AddressParts = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// The first address of an address header's `value` as ENVELOPE has it: display name,
+/// mailbox (a group's name at a group's start) and host (none for a group).
+pub(super) fn first_address(value: &[u8]) -> Option<AddressParts> {
+    let part = |s: &NString<'_>| s.0.as_ref().map(|v| v.as_ref().to_vec());
+    addresses(value)
+        .first()
+        .map(|a| (part(&a.name), part(&a.mailbox), part(&a.host)))
+}
+
+/// What SEARCH FROM, TO and CC match in an address header's `value`, read as ENVELOPE reads
+/// it: each mailbox as `addr@domain` and as `name <addr@domain>` (when it has a name), and
+/// each group's name (Dovecot's search matches groups the same way).
+pub(super) fn address_search_texts(value: &[u8]) -> Vec<Vec<u8>> {
+    let part = |s: &NString<'_>| s.0.as_ref().map(|v| v.as_ref().to_vec());
+    let mut out = Vec::new();
+    for a in addresses(value) {
+        match (part(&a.name), part(&a.mailbox), part(&a.host)) {
+            // A group's start (its name) and end.
+            (_, Some(group), None) => out.push(group),
+            (_, None, None) => {}
+            (name, local, Some(host)) => {
+                let mut addr = local.unwrap_or_default();
+                addr.push(b'@');
+                addr.extend_from_slice(&host);
+                if let Some(mut name) = name {
+                    name.extend_from_slice(b" <");
+                    name.extend_from_slice(&addr);
+                    name.push(b'>');
+                    out.push(name);
+                }
+                out.push(addr);
+            }
+        }
+    }
+    out
+}
+
 /// An RFC 5322 address list, tolerantly: groups, routes, comments as names, missing parts
 /// filled in.
 fn addresses(v: &[u8]) -> Vec<Address<'static>> {

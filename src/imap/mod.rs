@@ -2,11 +2,15 @@
 //! Every `imap_types` use stays inside this module.
 
 pub mod acl;
+pub mod esearch;
 pub mod fetch;
+pub mod liststatus;
 mod loader;
 pub mod mailbox;
 pub mod search;
 pub mod session;
+pub mod sort;
+pub mod thread;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -8,12 +8,15 @@
 //! * Nothing is `\Answered`, `\Deleted`, `\Draft` or `\Recent`, and there are no keywords:
 //!   ANSWERED, DELETED, DRAFT, RECENT, NEW and KEYWORD never match; UNANSWERED, UNDELETED,
 //!   UNDRAFT, OLD and UNKEYWORD always do. SEEN and FLAGGED come from [`SearchSource`].
-//! * FROM, TO, CC, BCC and SUBJECT read the record, not the bytes. FROM is `meta.from`; TO is
-//!   the recipients seen in a `To:` header or a journal report's `To:` line, CC likewise
-//!   with `Cc:`, BCC with `Bcc:` (journal reports name Bcc recipients, so they are
-//!   searchable). An address key matches the address, the display name, or
-//!   `name <address>`; an internationalized domain matches in its IDNA ASCII form and in
-//!   Unicode.
+//! * BCC and SUBJECT read the record, not the bytes; FROM, TO and CC read the record first
+//!   and the header when the record does not match. FROM is `meta.from`; TO is the
+//!   recipients seen in a `To:` header or a journal report's `To:` line, CC likewise with
+//!   `Cc:`, BCC with `Bcc:` (journal reports name Bcc recipients, so they are searchable).
+//!   An address key matches the address, the display name, or `name <address>`; an
+//!   internationalized domain matches in its IDNA ASCII form and in Unicode. The record
+//!   keeps only the first `From:` mailbox and no group names, so FROM, TO and CC also match
+//!   every mailbox of the message's `From:`, `To:` or `Cc:` header, and a group's name
+//!   (`To: team: a@b, c@d;` is found by `TO team`), as Dovecot does.
 //! * HEADER, BODY and TEXT read the message bytes (see [`needs_raw`]). HEADER looks at the
 //!   top-level header fields (name compared case-insensitively) and matches a field's
 //!   unfolded value either with RFC 2047 encoded words decoded or as written; an empty
@@ -22,10 +25,12 @@
 //!   decoding, including those of attached messages, whose header fields count as body
 //!   text too. TEXT is HEADER of any field (as `name: value`) or BODY. A message the MIME
 //!   parser cannot read at all matches none of the three (so `NOT BODY x` matches it).
-//! * SINCE, BEFORE and ON compare INTERNALDATE (`meta.received_at`), and SENTSINCE,
-//!   SENTBEFORE and SENTON the `Date:` header (`meta.date`), by calendar day in UTC (the
-//!   server's time zone for RFC 3501's purposes). The record keeps the `Date:` header as an
-//!   instant, so a message sent at 00:30 +01:00 counts as sent the day before.
+//! * SINCE, BEFORE and ON compare INTERNALDATE (`meta.received_at`) by calendar day in UTC
+//!   (the server's time zone for RFC 3501's purposes). SENTSINCE, SENTBEFORE and SENTON
+//!   compare the day of the `Date:` header as written, its time and zone disregarded (RFC
+//!   3501 § 6.4.4): a message sent `Sun, 25 Mar 2007 00:30:00 +0100` was sent on 25 March.
+//!   The record keeps the date as an instant only, so these read the header; a message
+//!   without a readable `Date:` counts by its record's date (UTC).
 //! * LARGER and SMALLER compare RFC822.SIZE (the size served, bare LFs counted as CRLF).
 //! * Keys of IMAP extensions this server does not build in (WITHIN's OLDER/YOUNGER,
 //!   CONDSTORE's MODSEQ; none is compiled into imap-types today) match nothing, so the
@@ -46,6 +51,7 @@ use mail_parser::decoders::html::html_to_text;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{HeaderValue, Message, MessageParser, PartType};
 
+use super::fetch;
 use crate::archive::Record;
 use crate::ingest::recipients::RecipientSource;
 
@@ -85,6 +91,9 @@ impl Folder {
 pub fn needs_raw(key: &SearchKey<'_>) -> bool {
     match key {
         SearchKey::Body(_) | SearchKey::Text(_) | SearchKey::Header(..) => true,
+        // The record answers most of these; the header is read when it does not.
+        SearchKey::From(_) | SearchKey::To(_) | SearchKey::Cc(_) => true,
+        SearchKey::SentBefore(_) | SearchKey::SentOn(_) | SearchKey::SentSince(_) => true,
         SearchKey::And(keys) => keys.as_ref().iter().any(needs_raw),
         SearchKey::Or(a, b) => needs_raw(a) || needs_raw(b),
         SearchKey::Not(key) => needs_raw(key),
@@ -342,6 +351,42 @@ fn field_value(bytes: &[u8]) -> (String, String) {
     (decoded, written)
 }
 
+/// The day number of the first `Date:` field of the message `raw` as written, in the time
+/// zone it names (`Thu, 15 Feb 2007 01:02:03 +0200` is 15 February).
+fn written_day(raw: &[u8]) -> Option<i64> {
+    let message = parser().parse_headers(raw)?;
+    let root = message.parts.first()?;
+    let header = root
+        .headers
+        .iter()
+        .find(|h| h.name.as_str().eq_ignore_ascii_case("date"))?;
+    let start = usize::try_from(header.offset_start).ok()?;
+    let end = usize::try_from(header.offset_end).ok()?;
+    let mut line = message.raw_message.as_ref().get(start..end)?.to_vec();
+    if line.last() != Some(&b'\n') {
+        line.push(b'\n');
+    }
+    match MessageStream::new(&line).parse_date() {
+        HeaderValue::DateTime(dt) => civil_day(i64::from(dt.year), dt.month, dt.day),
+        _ => None,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`);
+/// `None` for a month or day out of range.
+fn civil_day(year: i64, month: u8, day: u8) -> Option<i64> {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let (month, day) = (i64::from(month), i64::from(day));
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    Some(era * 146_097 + day_of_era - 719_468)
+}
+
 /// How deep attached messages are searched.
 const MAX_NESTING: usize = 16;
 
@@ -373,6 +418,8 @@ struct Eval<'e, 'a> {
     fields: OnceCell<Option<Vec<Field>>>,
     /// The folded body texts; `None` inside when the bytes do not parse.
     bodies: OnceCell<Option<Vec<String>>>,
+    /// The day of the `Date:` header as written; `None` inside without a readable one.
+    sent: OnceCell<Option<i64>>,
 }
 
 impl<'e, 'a> Eval<'e, 'a> {
@@ -382,6 +429,7 @@ impl<'e, 'a> Eval<'e, 'a> {
             folder,
             fields: OnceCell::new(),
             bodies: OnceCell::new(),
+            sent: OnceCell::new(),
         }
     }
 
@@ -414,15 +462,23 @@ impl<'e, 'a> Eval<'e, 'a> {
             SearchKey::Unflagged => !src.flagged,
             SearchKey::From(s) => {
                 let needle = needle(s);
-                meta.from
-                    .as_ref()
-                    .is_some_and(|p| party_matches(&p.address, p.name.as_deref(), &needle))
+                let first = meta.from.as_ref();
+                if first.is_some_and(|p| party_matches(&p.address, p.name.as_deref(), &needle)) {
+                    return Some(true);
+                }
+                return self.header_addresses("from", &needle);
             }
             SearchKey::To(s) => {
-                self.recipient(s, &[RecipientSource::HeaderTo, RecipientSource::JournalTo])
+                if self.recipient(s, &[RecipientSource::HeaderTo, RecipientSource::JournalTo]) {
+                    return Some(true);
+                }
+                return self.header_addresses("to", &needle(s));
             }
             SearchKey::Cc(s) => {
-                self.recipient(s, &[RecipientSource::HeaderCc, RecipientSource::JournalCc])
+                if self.recipient(s, &[RecipientSource::HeaderCc, RecipientSource::JournalCc]) {
+                    return Some(true);
+                }
+                return self.header_addresses("cc", &needle(s));
             }
             SearchKey::Bcc(s) => self.recipient(
                 s,
@@ -462,9 +518,11 @@ impl<'e, 'a> Eval<'e, 'a> {
             }
             SearchKey::Before(d) => compare_day(meta.received_at, d) == Some(Less),
             SearchKey::On(d) => compare_day(meta.received_at, d) == Some(Equal),
-            SearchKey::SentSince(d) => matches!(compare_day(meta.date, d), Some(Equal | Greater)),
-            SearchKey::SentBefore(d) => compare_day(meta.date, d) == Some(Less),
-            SearchKey::SentOn(d) => compare_day(meta.date, d) == Some(Equal),
+            SearchKey::SentSince(d) => {
+                return self.sent_day(d, |o| matches!(o, Some(Equal | Greater)));
+            }
+            SearchKey::SentBefore(d) => return self.sent_day(d, |o| o == Some(Less)),
+            SearchKey::SentOn(d) => return self.sent_day(d, |o| o == Some(Equal)),
             SearchKey::Larger(n) => record.served_size() > u64::from(*n),
             SearchKey::Smaller(n) => record.served_size() < u64::from(*n),
             // Keys of extensions not compiled in today (see the module documentation).
@@ -517,6 +575,36 @@ impl<'e, 'a> Eval<'e, 'a> {
             .iter()
             .filter(|r| r.sources.iter().any(|source| sources.contains(source)))
             .any(|r| party_matches(&r.address, r.name.as_deref(), &needle))
+    }
+
+    /// Whether an address header `name` (lower case) of the message holds `needle` in one
+    /// of its mailboxes or group names ([`fetch::address_search_texts`]): the record keeps
+    /// only the first From and no group names.
+    fn header_addresses(&self, name: &str, needle: &str) -> Option<bool> {
+        self.with_fields(|fields| {
+            fields.iter().filter(|f| f.name == name).any(|f| {
+                fetch::address_search_texts(f.written.as_bytes())
+                    .iter()
+                    .any(|text| String::from_utf8_lossy(text).contains(needle))
+            })
+        })
+    }
+
+    /// How the day of the `Date:` header as written (its own time zone disregarded, RFC
+    /// 3501 § 6.4.4) compares with `date`, tested by `test`. Without a readable `Date:` the
+    /// record's date (UTC) counts; `None` without the bytes.
+    fn sent_day(
+        &self,
+        date: &NaiveDate,
+        test: impl FnOnce(Option<std::cmp::Ordering>) -> bool,
+    ) -> Option<bool> {
+        let raw = self.src.raw?;
+        let written = self.sent.get_or_init(|| written_day(raw));
+        let ordering = match (written, day_number(date)) {
+            (Some(day), Some(wanted)) => Some(day.cmp(&wanted)),
+            _ => compare_day(self.src.record.meta.date, date),
+        };
+        Some(test(ordering))
     }
 
     /// `test` of the header fields; `None` without the bytes, false when they do not parse.
@@ -942,8 +1030,12 @@ mod tests {
             ("BEFORE 2-Feb-2024", &[10]),
             ("BEFORE 1-Feb-2024", &[]),
             ("SINCE 2-Mar-2024", &[]),
-            ("SENTON 31-Jan-2024", &[10]),
-            ("SENTSINCE 1-Feb-2024", &[20, 30, 40]),
+            // Message 10 is dated `Thu, 1 Feb 2024 00:30:00 +0100` (31 January in UTC): the
+            // day as written counts.
+            ("SENTON 31-Jan-2024", &[]),
+            ("SENTON 1-Feb-2024", &[10]),
+            ("SENTBEFORE 1-Feb-2024", &[]),
+            ("SENTSINCE 1-Feb-2024", &[10, 20, 30, 40]),
             ("SENTBEFORE 29-Feb-2024", &[10, 20, 30]),
             ("SENTON 29-Feb-2024", &[40]),
             // Sizes.
@@ -1006,10 +1098,90 @@ mod tests {
     }
 
     #[test]
+    fn civil_days() {
+        type Date = (i64, u8, u8);
+        let cases: &[(Date, Option<i64>)] = &[
+            ((1970, 1, 1), Some(0)),
+            ((1969, 12, 31), Some(-1)),
+            ((2000, 3, 1), Some(11_017)),
+            ((2024, 2, 29), Some(19_782)),
+            ((2007, 3, 25), Some(13_597)),
+            ((2007, 13, 1), None),
+            ((2007, 0, 1), None),
+            ((2007, 1, 0), None),
+        ];
+        for &((y, m, d), want) in cases {
+            assert_eq!(civil_day(y, m, d), want, "{y}-{m}-{d}");
+        }
+    }
+
+    #[test]
+    fn the_date_header_counts_as_written() {
+        let cases: &[(&[u8], Option<i64>)] = &[
+            (
+                b"Date: Sun, 25 Mar 2007 00:30:00 +0100\r\n\r\nx",
+                civil_day(2007, 3, 25),
+            ),
+            (
+                b"Date: Sat, 24 Mar 2007 23:30:00 -0500\r\n\r\nx",
+                civil_day(2007, 3, 24),
+            ),
+            (
+                b"Subject: x\r\nDate: 26 Mar 2007 01:00 +1400\r\n\r\n",
+                civil_day(2007, 3, 26),
+            ),
+            (b"Subject: no date\r\n\r\nx", None),
+            (b"Date: garbage\r\n\r\nx", None),
+        ];
+        for &(raw, want) in cases {
+            assert_eq!(written_day(raw), want, "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn address_headers_match_every_mailbox_and_group_names() {
+        let raw = b"From: one@example.org, Two <two@example.org>\r\n\
+            To: team: a@example.org, b@example.org;, empty:;\r\n\
+            Cc: (comment) c@example.org\r\n\r\nbody";
+        let record = record(1, 100, "2024-02-01T10:00:00Z", "2024-02-01T10:00:00Z");
+        let folder = Folder::of(&[1]);
+        let cases: &[(&str, bool)] = &[
+            ("FROM two@example.org", true),
+            ("FROM \"two <two@\"", true),
+            ("FROM one", true),
+            ("TO team", true),
+            ("TO empty", true),
+            ("TO b@example", true),
+            ("CC c@example.org", true),
+            ("TO nobody", false),
+            ("CC team", false),
+            ("NOT TO team", false),
+        ];
+        for &(criteria, want) in cases {
+            with_criteria(criteria, |keys| {
+                let src = SearchSource {
+                    seq: 1,
+                    uid: 1,
+                    record: &record,
+                    raw: Some(raw),
+                    seen: false,
+                    flagged: false,
+                };
+                assert_eq!(decide_without_raw(keys, &src, folder), None, "{criteria}");
+                assert_eq!(matches_all(keys, &src, folder), want, "{criteria}");
+            });
+        }
+    }
+
+    #[test]
     fn needs_raw_only_for_content_keys() {
         let cases: &[(&str, bool)] = &[
             ("ALL", false),
-            ("FROM a TO b CC c BCC d SUBJECT e", false),
+            ("BCC d SUBJECT e", false),
+            ("FROM a", true),
+            ("OR TO b CC c", true),
+            ("SENTON 1-Feb-2024", true),
+            ("NOT SENTBEFORE 1-Feb-2024", true),
             ("SINCE 1-Feb-2024 LARGER 5 UID 1:* 1:*", false),
             ("OR SEEN NOT FLAGGED", false),
             ("BODY x", true),

@@ -13,6 +13,8 @@ use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::core::Charset;
 use imap_next::imap_types::core::{IString, Tag, Text, Vec1};
 use imap_next::imap_types::extensions::namespace::Namespace;
+use imap_next::imap_types::extensions::sort::{SortAlgorithm, SortCriterion};
+use imap_next::imap_types::extensions::thread::ThreadingAlgorithm;
 use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName,
 };
@@ -30,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::loader::{self, flag_fetch};
-use super::{acl, fetch, mailbox, search};
+use super::{acl, esearch, fetch, liststatus, mailbox, search, sort, thread};
 use crate::access::Access;
 use crate::archive::{Account, Archive, FLAG_FLAGGED, FLAG_SEEN, FolderQuery};
 use crate::auth::{self, Login, Logins};
@@ -279,7 +281,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Capability::Unselect,
                     Capability::Enable,
                     Capability::Binary,
+                    Capability::Sort(None),
+                    Capability::Sort(Some(SortAlgorithm::Display)),
+                    Capability::Thread(ThreadingAlgorithm::OrderedSubject),
+                    Capability::Thread(ThreadingAlgorithm::References),
                 ]);
+                // RFC 4731 and 5267: SEARCH RETURN and SORT RETURN (src/imap/esearch.rs);
+                // RFC 3348 and 6154: LIST marks folders with children and the Junk folder;
+                // RFC 8438: STATUS SIZE.
+                // RFC 5819: LIST … RETURN (STATUS (…)) (src/imap/liststatus.rs).
+                for name in [
+                    "ESEARCH",
+                    "ESORT",
+                    "CHILDREN",
+                    "SPECIAL-USE",
+                    "STATUS=SIZE",
+                    "LIST-STATUS",
+                ] {
+                    if let Ok(atom) = imap_next::imap_types::core::Atom::try_from(name) {
+                        caps.push(Capability::from(atom));
+                    }
+                }
             }
         }
         caps.push(Capability::Id);
@@ -479,6 +501,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ServerError::MalformedMessage { discarded_bytes } => {
                 let bytes = discarded_bytes.declassify();
                 let tag = leading_tag(bytes);
+                if self.idle.is_none() && self.authenticate.is_none() {
+                    match (tag.clone(), esearch::split(bytes)) {
+                        (Some(tag), Ok((options, plain))) => {
+                            self.handle_return(tag, options, &plain).await;
+                            return Ok(());
+                        }
+                        (Some(tag), Err(esearch::Error::BadOption)) => {
+                            self.status(status_bad(
+                                Some(tag),
+                                "Unknown or malformed RETURN option",
+                            ));
+                            return Ok(());
+                        }
+                        _ => {}
+                    }
+                    match (tag.clone(), liststatus::split(bytes)) {
+                        (Some(tag), Ok(split)) => {
+                            self.handle_list_return(tag, &split).await;
+                            return Ok(());
+                        }
+                        (Some(tag), Err(liststatus::Error::BadOption)) => {
+                            self.status(status_bad(
+                                Some(tag),
+                                "Unknown or malformed RETURN option",
+                            ));
+                            return Ok(());
+                        }
+                        _ => {}
+                    }
+                }
                 // Only a command line (not the DONE of an IDLE, nor an AUTHENTICATE
                 // response) can be an ACL command.
                 let in_command = self.idle.is_none() && self.authenticate.is_none();
@@ -500,6 +552,90 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         }
         Ok(())
+    }
+
+    /// `SEARCH RETURN (…)` and `SORT RETURN (…)` (ESEARCH, ESORT): `plain` is the command
+    /// without its RETURN options, which imap-codec parses.
+    async fn handle_return(&mut self, tag: Tag<'static>, options: esearch::Options, plain: &[u8]) {
+        use imap_codec::CommandCodec;
+        use imap_codec::decode::Decoder;
+        if !matches!(self.state, State::Selected { .. }) {
+            self.status(status_bad(Some(tag), "Select a folder first"));
+            return;
+        }
+        let Ok((_, command)) = CommandCodec::default().decode(plain) else {
+            self.status(status_bad(Some(tag), "Unknown command or bad syntax"));
+            return;
+        };
+        match command.into_static().body {
+            CommandBody::Search {
+                charset,
+                criteria,
+                uid,
+            } => {
+                self.handle_search(tag, charset.as_ref(), criteria.as_ref(), uid, Some(options))
+                    .await
+            }
+            CommandBody::Sort {
+                sort_criteria,
+                charset,
+                search_criteria,
+                uid,
+            } => {
+                self.handle_sort(
+                    tag,
+                    sort_criteria.as_ref(),
+                    &charset,
+                    search_criteria.as_ref(),
+                    uid,
+                    Some(options),
+                )
+                .await
+            }
+            _ => {
+                self.status(status_bad(Some(tag), "Unknown command or bad syntax"));
+            }
+        }
+    }
+
+    /// `LIST … RETURN (…)` (LIST-STATUS): the LIST and STATUS parts parsed by imap-codec.
+    async fn handle_list_return(&mut self, tag: Tag<'static>, split: &liststatus::Split) {
+        use imap_codec::CommandCodec;
+        use imap_codec::decode::Decoder;
+        if matches!(self.state, State::NotAuthenticated) {
+            self.status(status_bad(Some(tag), "Log in first"));
+            return;
+        }
+        let codec = CommandCodec::default();
+        let list = codec.decode(&split.list).map(|(_, c)| c.into_static().body);
+        let items = match split.status.as_deref().map(|s| codec.decode(s)) {
+            None => Some(Vec::new()),
+            Some(Ok((_, command))) => match command.into_static().body {
+                CommandBody::Status { item_names, .. } => Some(item_names.into_owned()),
+                _ => None,
+            },
+            Some(Err(_)) => None,
+        };
+        match (list, items) {
+            (
+                Ok(CommandBody::List {
+                    reference,
+                    mailbox_wildcard,
+                }),
+                Some(items),
+            ) => match (mailbox_name(&reference), list_pattern(&mailbox_wildcard)) {
+                (Ok(reference), Ok(pattern)) => {
+                    let status = split.status.is_some().then_some(items.as_slice());
+                    self.list(tag, &reference, &pattern, false, status).await;
+                }
+                _ => {
+                    self.status(status_ok(tag, None, "LIST completed"));
+                }
+            },
+            _ => {
+                self.status(status_bad(Some(tag), "Unknown command or bad syntax"));
+            }
+        }
     }
 
     /// MYRIGHTS, GETACL, LISTRIGHTS, SETACL, DELETEACL (RFC 4314). The folder is found as
@@ -961,7 +1097,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 criteria,
                 uid,
             } => {
-                self.handle_search(tag, charset.as_ref(), criteria.as_ref(), uid)
+                self.handle_search(tag, charset.as_ref(), criteria.as_ref(), uid, None)
+                    .await
+            }
+            CommandBody::Sort {
+                sort_criteria,
+                charset,
+                search_criteria,
+                uid,
+            } => {
+                self.handle_sort(
+                    tag,
+                    sort_criteria.as_ref(),
+                    &charset,
+                    search_criteria.as_ref(),
+                    uid,
+                    None,
+                )
+                .await
+            }
+            CommandBody::Thread {
+                algorithm,
+                charset,
+                search_criteria,
+                uid,
+            } => {
+                self.handle_thread(tag, &algorithm, &charset, search_criteria.as_ref(), uid)
                     .await
             }
             CommandBody::Store {
@@ -1027,14 +1188,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         lsub: bool,
     ) {
         match (mailbox_name(reference), list_pattern(wildcard)) {
-            (Ok(reference), Ok(pattern)) => self.list(tag, &reference, &pattern, lsub).await,
+            (Ok(reference), Ok(pattern)) => self.list(tag, &reference, &pattern, lsub, None).await,
+            // A pattern that is not valid modified UTF-7 names no folder (every folder's
+            // name is valid): the answer is an empty list, as Dovecot's (imaptest `atoms`).
             _ => {
-                self.status(status_no(tag, None, INVALID_NAME));
+                let verb = if lsub {
+                    "LSUB completed"
+                } else {
+                    "LIST completed"
+                };
+                self.status(status_ok(tag, None, verb));
             }
         }
     }
 
-    async fn list(&mut self, tag: Tag<'static>, reference: &str, pattern: &str, lsub: bool) {
+    /// LIST or LSUB of `reference` + `pattern`; with `status`, each selectable folder's
+    /// STATUS after its LIST line (LIST-STATUS, RFC 5819).
+    async fn list(
+        &mut self,
+        tag: Tag<'static>,
+        reference: &str,
+        pattern: &str,
+        lsub: bool,
+        status: Option<&[StatusDataItemName]>,
+    ) {
         let verb = if lsub {
             "LSUB completed"
         } else {
@@ -1095,6 +1272,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if self.send_data(data).await.is_err() {
                 return;
             }
+            if let (Some(items), Some(_)) = (status, &folder.query)
+                && let Ok(Some(data)) = self.status_data(&folder.name, items).await
+                && self.send_data(data).await.is_err()
+            {
+                return;
+            }
         }
         self.status(status_ok(tag, None, verb));
     }
@@ -1141,6 +1324,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     async fn handle_status(&mut self, tag: Tag<'static>, name: &str, items: &[StatusDataItemName]) {
+        match self.status_data(name, items).await {
+            Ok(data) => {
+                if let Some(data) = data {
+                    let _ = self.send_data(data).await;
+                }
+                self.status(status_ok(tag, None, "STATUS completed"));
+            }
+            Err(why) => {
+                self.status(status_no(tag, None, why));
+            }
+        }
+    }
+
+    /// The STATUS response of folder `name` (`None` if its name cannot go on the wire), or
+    /// why there is none.
+    async fn status_data(
+        &self,
+        name: &str,
+        items: &[StatusDataItemName],
+    ) -> Result<Option<Data<'static>>, &'static str> {
         let user = self.user().unwrap_or_default().to_owned();
         let Opened {
             folder,
@@ -1148,18 +1351,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             flags,
             next,
             ..
-        } = match self.open_folder(name, &user).await {
-            Ok(opened) => opened,
-            Err(why) => {
-                self.status(status_no(tag, None, why));
-                return;
-            }
-        };
+        } = self.open_folder(name, &user).await?;
         let count = u32::try_from(uids.len()).unwrap_or(u32::MAX);
         let unseen = uids
             .iter()
             .filter(|u| flags.get(u).is_none_or(|b| b & FLAG_SEEN == 0))
             .count();
+        // RFC 8438: the folder's size, what RFC822.SIZE of every message adds up to.
+        let size = if items.contains(&StatusDataItemName::Size) {
+            let archive = Arc::clone(&self.ctx.archive);
+            let uids = uids.clone();
+            tokio::task::spawn_blocking(move || {
+                uids.iter()
+                    .filter_map(|&uid| archive.get(uid).ok().flatten())
+                    .map(|record| record.served_size())
+                    .sum::<u64>()
+            })
+            .await
+            .unwrap_or_default()
+        } else {
+            0
+        };
         let mut out = Vec::new();
         for item in items {
             out.push(match item {
@@ -1173,18 +1385,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     StatusDataItem::Unseen(u32::try_from(unseen).unwrap_or(u32::MAX))
                 }
                 StatusDataItemName::Deleted => StatusDataItem::Deleted(0),
+                StatusDataItemName::DeletedStorage => StatusDataItem::DeletedStorage(0),
+                StatusDataItemName::Size => StatusDataItem::Size(size),
+                #[allow(unreachable_patterns)]
                 _ => continue,
             });
         }
-        if let Some(mailbox) = to_mailbox(&folder.name) {
-            let _ = self
-                .send_data(Data::Status {
-                    mailbox,
-                    items: out.into(),
-                })
-                .await;
-        }
-        self.status(status_ok(tag, None, "STATUS completed"));
+        Ok(to_mailbox(&folder.name).map(|mailbox| Data::Status {
+            mailbox,
+            items: out.into(),
+        }))
     }
 
     async fn select_named(&mut self, tag: Tag<'static>, mailbox: &Mailbox<'_>, read_only: bool) {
@@ -1362,23 +1572,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Some(unknown_cte)
     }
 
+    /// SEARCH and UID SEARCH; with `ret`, their ESEARCH form (`SEARCH RETURN (…)`).
     async fn handle_search(
         &mut self,
         tag: Tag<'static>,
         charset: Option<&Charset<'static>>,
         criteria: &[SearchKey<'static>],
         by_uid: bool,
+        ret: Option<esearch::Options>,
     ) {
-        if let Some(charset) = charset {
-            let name = charset.as_ref().to_ascii_uppercase();
-            if name != "UTF-8" && name != "US-ASCII" {
-                let code = Code::badcharset(vec![
-                    Charset::try_from("UTF-8").unwrap_or_else(|_| unreachable_charset()),
-                    Charset::try_from("US-ASCII").unwrap_or_else(|_| unreachable_charset()),
-                ]);
-                self.status(status_no(tag, Some(code), "Unsupported charset"));
-                return;
-            }
+        if let Some(charset) = charset
+            && !self.charset_supported(&tag, charset)
+        {
+            return;
         }
         let State::Selected { folder, .. } = &self.state else {
             return;
@@ -1395,8 +1601,145 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         })
         .await
         .unwrap_or_default();
-        let _ = self.send_data(Data::Search(hits)).await;
+        self.send_hits(&tag, hits, by_uid, ret, Data::Search).await;
         self.status(status_ok(tag, None, "SEARCH completed"));
+    }
+
+    /// The matches of SEARCH or SORT: as `plain` (`* SEARCH`, `* SORT`), or as `* ESEARCH`
+    /// with what `ret` asked for. The ESEARCH line is written as it is (imap-types has no
+    /// ESEARCH response); it is only asked for from [`Self::on_protocol_error`], after
+    /// everything enqueued before has gone out, so it goes out in order.
+    async fn send_hits(
+        &mut self,
+        tag: &Tag<'static>,
+        hits: Vec<NonZeroU32>,
+        by_uid: bool,
+        ret: Option<esearch::Options>,
+        plain: fn(Vec<NonZeroU32>) -> Data<'static>,
+    ) {
+        match ret {
+            None => {
+                let _ = self.send_data(plain(hits)).await;
+            }
+            Some(options) => {
+                let line = esearch::response(tag.as_ref(), by_uid, options, &hits);
+                let _ = self.write(&line).await;
+            }
+        }
+    }
+
+    /// Whether SEARCH, SORT or THREAD can read strings in `charset`; answers `NO
+    /// [BADCHARSET]` when not.
+    fn charset_supported(&mut self, tag: &Tag<'static>, charset: &Charset<'_>) -> bool {
+        let name = charset.as_ref().to_ascii_uppercase();
+        if name == "UTF-8" || name == "US-ASCII" {
+            return true;
+        }
+        let code = Code::badcharset(vec![
+            Charset::try_from("UTF-8").unwrap_or_else(|_| unreachable_charset()),
+            Charset::try_from("US-ASCII").unwrap_or_else(|_| unreachable_charset()),
+        ]);
+        self.status(status_no(tag.clone(), Some(code), "Unsupported charset"));
+        false
+    }
+
+    /// SORT and UID SORT (RFC 5256, with RFC 5957's DISPLAYFROM and DISPLAYTO): SEARCH's
+    /// matches, ordered as [`sort`] says.
+    async fn handle_sort(
+        &mut self,
+        tag: Tag<'static>,
+        sort_criteria: &[SortCriterion],
+        charset: &Charset<'static>,
+        criteria: &[SearchKey<'static>],
+        by_uid: bool,
+        ret: Option<esearch::Options>,
+    ) {
+        if !self.charset_supported(&tag, charset) {
+            return;
+        }
+        let State::Selected { folder, .. } = &self.state else {
+            return;
+        };
+        let archive = Arc::clone(&self.ctx.archive);
+        let (uids, flags) = (folder.uids.clone(), folder.flags.clone());
+        let access = Arc::clone(&folder.access);
+        let criteria = criteria.to_vec();
+        let sort_criteria = sort_criteria.to_vec();
+        let sorted = tokio::task::spawn_blocking(move || {
+            let needs_header = sort::needs_header(&sort_criteria);
+            let mut keys: Vec<sort::Keys> =
+                matching_records(&archive, &access, &uids, &flags, &criteria)
+                    .into_iter()
+                    .map(|(seq, uid, record)| {
+                        let raw = needs_header.then(|| archive.raw(&record).ok()).flatten();
+                        sort::Keys::new(seq, uid, &record, raw.as_deref())
+                    })
+                    .collect();
+            sort::sort(&mut keys, &sort_criteria);
+            keys.iter()
+                .map(|k| nz(if by_uid { k.uid } else { k.seq }))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        self.send_hits(&tag, sorted, by_uid, ret, Data::Sort).await;
+        self.status(status_ok(tag, None, "SORT completed"));
+    }
+
+    /// THREAD and UID THREAD (RFC 5256): SEARCH's matches, threaded as [`thread`] says.
+    async fn handle_thread(
+        &mut self,
+        tag: Tag<'static>,
+        algorithm: &ThreadingAlgorithm<'static>,
+        charset: &Charset<'static>,
+        criteria: &[SearchKey<'static>],
+        by_uid: bool,
+    ) {
+        let references = match algorithm {
+            ThreadingAlgorithm::References => true,
+            ThreadingAlgorithm::OrderedSubject => false,
+            ThreadingAlgorithm::Other(_) => {
+                self.status(status_bad(Some(tag), "Unknown threading algorithm"));
+                return;
+            }
+        };
+        if !self.charset_supported(&tag, charset) {
+            return;
+        }
+        let State::Selected { folder, .. } = &self.state else {
+            return;
+        };
+        let archive = Arc::clone(&self.ctx.archive);
+        let (uids, flags) = (folder.uids.clone(), folder.flags.clone());
+        let access = Arc::clone(&folder.access);
+        let criteria = criteria.to_vec();
+        let threads = tokio::task::spawn_blocking(move || {
+            let messages: Vec<thread::Message> =
+                matching_records(&archive, &access, &uids, &flags, &criteria)
+                    .into_iter()
+                    .map(|(seq, uid, record)| {
+                        let meta = record.meta;
+                        thread::Message {
+                            id: if by_uid { uid } else { seq },
+                            seq,
+                            date: meta.date,
+                            subject: meta.subject.unwrap_or_default(),
+                            message_id: meta.message_id,
+                            references: meta.references,
+                            in_reply_to: meta.in_reply_to,
+                        }
+                    })
+                    .collect();
+            if references {
+                thread::references(&messages)
+            } else {
+                thread::ordered_subject(&messages)
+            }
+        })
+        .await
+        .unwrap_or_default();
+        let _ = self.send_data(Data::Thread(threads)).await;
+        self.status(status_ok(tag, None, "THREAD completed"));
     }
 
     async fn handle_store(
@@ -1522,6 +1865,28 @@ fn search_folder(
         }
     }
     hits
+}
+
+/// The messages of a folder that match `criteria` (as [`search_folder`] finds them), each
+/// with its sequence number, UID and record as the account may see it: what SORT and THREAD
+/// order.
+fn matching_records(
+    archive: &Archive,
+    access: &Access,
+    uids: &[u32],
+    flags: &BTreeMap<u32, u8>,
+    criteria: &[SearchKey<'static>],
+) -> Vec<(u32, u32, crate::archive::Record)> {
+    search_folder(archive, access, uids, flags, criteria, false)
+        .into_iter()
+        .filter_map(|seq| {
+            let seq = seq.get();
+            let uid = *uids.get(usize::try_from(seq).ok()?.checked_sub(1)?)?;
+            let mut record = archive.get(uid).ok()??;
+            access.redact(&mut record);
+            Some((seq, uid, record))
+        })
+        .collect()
 }
 
 /// The account, the directory and what the account may read, as of now; nothing for an
