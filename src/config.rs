@@ -156,6 +156,37 @@ impl Default for IngestSection {
 
 #[derive(Debug, Deserialize)]
 #[serde(default)]
+struct EngagementSection {
+    #[serde(with = "humantime_serde")]
+    subject_window: Duration,
+    #[serde(with = "humantime_serde")]
+    awaiting_after: Duration,
+}
+
+impl Default for EngagementSection {
+    fn default() -> Self {
+        Self {
+            subject_window: Duration::from_secs(
+                crate::engagement::DEFAULT_SUBJECT_WINDOW.unsigned_abs(),
+            ),
+            awaiting_after: Duration::from_secs(
+                crate::engagement::DEFAULT_AWAITING_AFTER.unsigned_abs(),
+            ),
+        }
+    }
+}
+
+/// How engagement is measured (`[engagement]`), in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngagementSettings {
+    /// How far back a reply subject (`Re: …`) without Message-IDs finds what it answers.
+    pub subject_window: i64,
+    /// How old an unanswered inbound message is before it awaits us.
+    pub awaiting_after: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
 struct SmtpSection {
     listen: String,
     tls_listen: String,
@@ -261,6 +292,8 @@ pub struct HttpSettings {
     pub base_url: String,
     /// How long a signed link stays valid by default.
     pub link_ttl: Duration,
+    /// `engagement.awaiting_after` (seconds), the default of `/api/engagement/...`.
+    pub awaiting_after: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -550,6 +583,7 @@ pub struct Settings {
     pub logins: LoginSettings,
     pub pull: Vec<PullSettings>,
     pub tls: TlsSettings,
+    pub engagement: EngagementSettings,
 }
 
 /// The smallest `ingest.max_message_size` accepted: anything smaller refuses ordinary mail.
@@ -609,6 +643,7 @@ impl Settings {
         let imap: ImapSection = section(&mut table, "imap", &mut problems);
         let http: HttpSection = section(&mut table, "http", &mut problems);
         let logins: LoginsSection = section(&mut table, "logins", &mut problems);
+        let engagement: EngagementSection = section(&mut table, "engagement", &mut problems);
         let pull: Vec<PullSection> = match table.remove("pull") {
             None => Vec::new(),
             Some(value) => match Vec::<PullSection>::deserialize(value) {
@@ -779,6 +814,7 @@ impl Settings {
             tls_listen: tls_addr,
             base_url,
             link_ttl: http.link_ttl,
+            awaiting_after: engagement.awaiting_after.as_secs() as i64,
         };
         if logins.remember > MAX_REMEMBER {
             problems.push(Problem {
@@ -816,10 +852,35 @@ impl Settings {
             }
         };
 
+        const YEAR: Duration = Duration::from_secs(366 * 86_400);
+        if engagement.subject_window < Duration::from_secs(3600) || engagement.subject_window > YEAR
+        {
+            problems.push(Problem {
+                key: "engagement.subject_window".into(),
+                reason: format!(
+                    "{} is outside 1h to 366d",
+                    humantime::format_duration(engagement.subject_window)
+                ),
+            });
+        }
+        if engagement.awaiting_after > YEAR {
+            problems.push(Problem {
+                key: "engagement.awaiting_after".into(),
+                reason: format!(
+                    "{} is over 366d",
+                    humantime::format_duration(engagement.awaiting_after)
+                ),
+            });
+        }
+
         if !problems.is_empty() {
             return Err(fail(problems));
         }
         Ok(Settings {
+            engagement: EngagementSettings {
+                subject_window: engagement.subject_window.as_secs() as i64,
+                awaiting_after: engagement.awaiting_after.as_secs() as i64,
+            },
             source_name: source_name.to_owned(),
             org: OrgDomains::new(rules),
             data_dir: data_dir.0,

@@ -16,6 +16,7 @@
 mod blobs;
 mod committer;
 pub mod copies;
+pub mod engagement;
 pub mod folders;
 pub mod id;
 pub mod log;
@@ -503,6 +504,8 @@ pub struct Archive {
     /// refuses every transaction after an I/O error, a full disk included): the gateway
     /// says it is unhealthy and stops, so that its supervisor starts it afresh.
     failed: tokio_util::sync::CancellationToken,
+    /// `engagement.subject_window` in seconds (see [`Archive::set_subject_window`]).
+    subject_window: std::sync::atomic::AtomicI64,
 }
 
 impl Archive {
@@ -603,6 +606,10 @@ impl Archive {
         txn.open_multimap_table(ENTRIES_BY_SALESPERSON).db()?;
         txn.open_table(OPPORTUNITIES).db()?;
         txn.open_multimap_table(OPPORTUNITIES_BY_CONTACT).db()?;
+        txn.open_table(ENG_MESSAGES).db()?;
+        txn.open_table(ENG_SUBJECTS).db()?;
+        txn.open_table(ENG_COUNTS).db()?;
+        txn.open_table(ENG_OPEN).db()?;
         txn.commit().db()?;
         let (pack, pack_len, next_uid) = {
             let txn = db.begin_read().db()?;
@@ -632,6 +639,9 @@ impl Archive {
             open_packs: std::sync::Mutex::default(),
             needs_recovery: std::sync::atomic::AtomicBool::new(needs_recovery),
             failed: tokio_util::sync::CancellationToken::new(),
+            subject_window: std::sync::atomic::AtomicI64::new(
+                crate::engagement::DEFAULT_SUBJECT_WINDOW,
+            ),
             committed: tokio::sync::watch::Sender::new(u32::try_from(next_uid).unwrap_or(u32::MAX)),
         })
     }
@@ -836,6 +846,7 @@ impl Archive {
         let mut outcomes = Vec::with_capacity(staged.items.len());
         {
             let mut w = Writer::open(&txn)?;
+            w.engagement.window = self.subject_window();
             for (item, storage) in staged.items {
                 let existing = w.ids.get(item.id.as_str()).db()?.map(|g| g.value());
                 let outcome = match (existing, storage) {
@@ -1656,6 +1667,7 @@ struct Writer<'t> {
     counters: Table<'t, &'static str, u64>,
     months: Table<'t, u32, u64>,
     log: log::LogWriter<'t>,
+    engagement: engagement::EngagementWriter<'t>,
     tally: Tally,
 }
 
@@ -1694,6 +1706,7 @@ impl<'t> Writer<'t> {
             counters: txn.open_table(COUNTERS).db()?,
             months: txn.open_table(MONTHS).db()?,
             log: log::LogWriter::open(txn)?,
+            engagement: engagement::EngagementWriter::open(txn)?,
             tally: Tally::default(),
         })
     }
@@ -1714,6 +1727,7 @@ impl<'t> Writer<'t> {
 
     /// Writes the batch's sums; call once, after its last message.
     fn finish(&mut self) -> Result<(), Error> {
+        self.engagement.finish()?;
         let tally = std::mem::take(&mut self.tally);
         if let Some(next) = tally.next_uid {
             self.meta.insert(META_NEXT_UID, u64::from(next)).db()?;
@@ -1799,6 +1813,8 @@ impl<'t> Writer<'t> {
                 self.tally.count(Counter::Unmatched);
             } else {
                 self.log.log(&mut self.meta, &record, &pairs)?;
+                // Engagement figures, in the same transaction (see `engagement`).
+                self.engagement.file(&self.message_ids, &record, &pairs)?;
             }
         }
         Ok(PutOutcome::Stored { uid, id: item.id })

@@ -101,6 +101,11 @@ pub struct Meta {
     /// the `bare-lf` flag the size is counted from the bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crlf_size: Option<u64>,
+    /// Made by a machine rather than a person (auto-reply, bounce, bulk), as ingest judged
+    /// from its headers; `None` for a person's message and for records written before this
+    /// field (`engagement rebuild` judges those from their bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<crate::engagement::Auto>,
 }
 
 impl Meta {
@@ -122,6 +127,7 @@ impl Meta {
             flags: Vec::new(),
             junk: None,
             crlf_size: None,
+            auto: None,
         }
     }
 }

@@ -83,3 +83,17 @@ pub const OPPORTUNITIES_BY_CONTACT: MultimapTableDefinition<&str, u64> =
 pub const FOLDER_PATHS: TableDefinition<&str, &[u8]> = TableDefinition::new("folder_paths");
 pub const META_NEXT_ENTRY: &str = "next_entry";
 pub const META_NEXT_OPPORTUNITY: &str = "next_opportunity";
+/// uid → what engagement keeps of an exchange (JSON `engagement::Exchange`).
+pub const ENG_MESSAGES: TableDefinition<u32, &[u8]> = TableDefinition::new("engagement_messages");
+/// (normalized subject, date, uid) → (): exchanges by subject, for threading replies that
+/// name no Message-ID.
+pub const ENG_SUBJECTS: TableDefinition<(&str, i64, u32), ()> =
+    TableDefinition::new("engagement_subjects");
+/// (scope code, key, day since 1970 UTC) → that key's counts of that day (JSON
+/// `engagement::Counts`).
+pub const ENG_COUNTS: TableDefinition<(u8, &str, i64), &[u8]> =
+    TableDefinition::new("engagement_counts");
+/// (0 inbound awaiting us / 1 outbound awaiting them, date, uid) → its pairs (JSON):
+/// exchanges nobody answered yet.
+pub const ENG_OPEN: TableDefinition<(u8, i64, u32), &[u8]> =
+    TableDefinition::new("engagement_open");
