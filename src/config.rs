@@ -292,8 +292,6 @@ pub struct HttpSettings {
     pub base_url: String,
     /// How long a signed link stays valid by default.
     pub link_ttl: Duration,
-    /// `engagement.awaiting_after` (seconds), the default of `/api/engagement/...`.
-    pub awaiting_after: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -814,7 +812,6 @@ impl Settings {
             tls_listen: tls_addr,
             base_url,
             link_ttl: http.link_ttl,
-            awaiting_after: engagement.awaiting_after.as_secs() as i64,
         };
         if logins.remember > MAX_REMEMBER {
             problems.push(Problem {

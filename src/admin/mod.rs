@@ -489,9 +489,7 @@ pub fn execute(
                 )));
             }
             let directory = load_directory(target.archive)?;
-            target
-                .archive
-                .set_subject_window(target.settings.engagement.subject_window);
+            target.archive.set_engagement(&target.settings.engagement);
             let counted = target.archive.rebuild_engagement(
                 &|record: &Record| {
                     pairs_of(
@@ -500,11 +498,12 @@ pub fn execute(
                         &record.meta.recipients,
                     )
                 },
-                &|archive: &Archive, record: &Record| {
-                    archive
-                        .raw(record)
-                        .ok()
-                        .and_then(|raw| ingest::auto_of_raw(&raw, &record.meta))
+                &|archive: &Archive, record: &Record| match archive.raw(record) {
+                    Ok(raw) => ingest::auto_of_raw(&raw, &record.meta),
+                    Err(e) => {
+                        tracing::warn!(uid = record.uid, error = %e, "unreadable: judged a person's");
+                        (None, None)
+                    }
                 },
             )?;
             writeln!(
@@ -1149,7 +1148,7 @@ pub fn start_pipeline(
 ) -> Result<(Ingestor, std::thread::JoinHandle<()>), Error> {
     let matcher = crate::ingest::Matcher::default();
     matcher.set(matcher_for(load_directory(archive)?));
-    archive.set_subject_window(settings.engagement.subject_window);
+    archive.set_engagement(&settings.engagement);
     Ok(Ingestor::start_with(
         Arc::clone(archive),
         Policy::from_settings(settings),

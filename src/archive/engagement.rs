@@ -81,12 +81,18 @@ impl<'t> EngagementWriter<'t> {
         pairs: &[PairKey],
     ) -> Result<(), Error> {
         let m = &record.meta;
+        if record.is_junk() {
+            return Ok(());
+        }
+        if m.auto == Some(Auto::Bounce) {
+            return self.file_bounce(message_ids, record, pairs);
+        }
         let outbound = match m.direction {
             Direction::Outbound => true,
             Direction::Inbound => false,
             Direction::Internal | Direction::External => return Ok(()),
         };
-        if pairs.is_empty() || record.is_junk() {
+        if pairs.is_empty() {
             return Ok(());
         }
         let mut pairs = pairs.to_vec();
@@ -142,6 +148,46 @@ impl<'t> EngagementWriter<'t> {
         }
         let json = serde_json::to_vec(&exchange).map_err(|e| corrupt(record.uid, e))?;
         self.messages.insert(record.uid, json.as_slice()).db()?;
+        Ok(())
+    }
+
+    /// A bounce: counted for the message it reports on (found by the Message-ID the report
+    /// carries, else by `In-Reply-To`/`References`), which stops awaiting an answer; else,
+    /// when it has pairs of its own (a contact's server wrote as the contact), for those.
+    fn file_bounce(
+        &mut self,
+        message_ids: &impl ReadableMultimapTable<&'static str, u32>,
+        record: &Record,
+        pairs: &[PairKey],
+    ) -> Result<(), Error> {
+        let m = &record.meta;
+        let day = kpi::day_of(m.date);
+        let mids = m
+            .bounced
+            .iter()
+            .chain(&m.in_reply_to)
+            .chain(m.references.iter().rev());
+        for mid in mids {
+            let uids = super::collect_multimap(message_ids.get(mid.as_str()).db()?)?;
+            for uid in uids.into_iter().filter(|&u| u != record.uid) {
+                let Some(parent) = self.exchange(uid)?.filter(|p| p.outbound) else {
+                    continue;
+                };
+                for (scope, key) in engagement::keys(&parent.pairs) {
+                    self.bucket(scope, &key, day)?.bounces += 1;
+                }
+                self.open.remove((open_kind(true), parent.date, uid)).db()?;
+                return Ok(());
+            }
+        }
+        if matches!(m.direction, Direction::Inbound) && !pairs.is_empty() {
+            let mut pairs = pairs.to_vec();
+            pairs.sort();
+            pairs.dedup();
+            for (scope, key) in engagement::keys(&pairs) {
+                self.bucket(scope, &key, day)?.bounces += 1;
+            }
+        }
         Ok(())
     }
 
@@ -210,11 +256,21 @@ pub struct Open {
 }
 
 impl Archive {
-    /// How far back a reply subject finds what it answers (`engagement.subject_window`),
-    /// from the next commit on.
-    pub fn set_subject_window(&self, secs: i64) {
+    /// Applies `[engagement]`: how far back a reply subject finds what it answers (from the
+    /// next commit on), and how old inbound mail is before it awaits us (what readers are
+    /// shown by default).
+    pub fn set_engagement(&self, settings: &crate::config::EngagementSettings) {
+        use std::sync::atomic::Ordering::Relaxed;
         self.subject_window
-            .store(secs.max(0), std::sync::atomic::Ordering::Relaxed);
+            .store(settings.subject_window.max(0), Relaxed);
+        self.awaiting_after
+            .store(settings.awaiting_after.max(0), Relaxed);
+    }
+
+    /// `engagement.awaiting_after` (seconds).
+    pub fn awaiting_after(&self) -> i64 {
+        self.awaiting_after
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(super) fn subject_window(&self) -> i64 {
@@ -293,7 +349,7 @@ impl Archive {
     pub fn rebuild_engagement(
         &self,
         pairs: &dyn Fn(&Record) -> Vec<PairKey>,
-        auto_of: &dyn Fn(&Archive, &Record) -> Option<Auto>,
+        auto_of: &dyn Fn(&Archive, &Record) -> (Option<Auto>, Option<String>),
     ) -> Result<u64, Error> {
         let txn = self.db.begin_write().db()?;
         txn.delete_table(ENG_MESSAGES).db()?;
@@ -331,11 +387,24 @@ impl Archive {
                         continue;
                     }
                     let p = pairs(&record);
-                    if p.is_empty() {
+                    // A message between no salesperson and contact counts only as a bounce,
+                    // and bounces come from mailer daemons.
+                    let daemon = record
+                        .meta
+                        .from
+                        .iter()
+                        .map(|f| f.address.as_str())
+                        .chain(record.meta.sender.as_deref())
+                        .any(|a| {
+                            let local = a.split('@').next().unwrap_or("");
+                            local.eq_ignore_ascii_case("mailer-daemon")
+                                || local.eq_ignore_ascii_case("postmaster")
+                        });
+                    if p.is_empty() && !daemon && record.meta.auto != Some(Auto::Bounce) {
                         continue;
                     }
                     if record.meta.auto.is_none() {
-                        record.meta.auto = auto_of(self, &record);
+                        (record.meta.auto, record.meta.bounced) = auto_of(self, &record);
                     }
                     w.file(&message_ids, &record, &p)?;
                     counted += 1;

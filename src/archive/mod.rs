@@ -504,8 +504,10 @@ pub struct Archive {
     /// refuses every transaction after an I/O error, a full disk included): the gateway
     /// says it is unhealthy and stops, so that its supervisor starts it afresh.
     failed: tokio_util::sync::CancellationToken,
-    /// `engagement.subject_window` in seconds (see [`Archive::set_subject_window`]).
+    /// `engagement.subject_window` in seconds (see [`Archive::set_engagement`]).
     subject_window: std::sync::atomic::AtomicI64,
+    /// `engagement.awaiting_after` in seconds.
+    awaiting_after: std::sync::atomic::AtomicI64,
 }
 
 impl Archive {
@@ -641,6 +643,9 @@ impl Archive {
             failed: tokio_util::sync::CancellationToken::new(),
             subject_window: std::sync::atomic::AtomicI64::new(
                 crate::engagement::DEFAULT_SUBJECT_WINDOW,
+            ),
+            awaiting_after: std::sync::atomic::AtomicI64::new(
+                crate::engagement::DEFAULT_AWAITING_AFTER,
             ),
             committed: tokio::sync::watch::Sender::new(u32::try_from(next_uid).unwrap_or(u32::MAX)),
         })
@@ -1813,9 +1818,9 @@ impl<'t> Writer<'t> {
                 self.tally.count(Counter::Unmatched);
             } else {
                 self.log.log(&mut self.meta, &record, &pairs)?;
-                // Engagement figures, in the same transaction (see `engagement`).
-                self.engagement.file(&self.message_ids, &record, &pairs)?;
             }
+            // Engagement figures, in the same transaction (see `engagement`).
+            self.engagement.file(&self.message_ids, &record, &pairs)?;
         }
         Ok(PutOutcome::Stored { uid, id: item.id })
     }

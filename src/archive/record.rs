@@ -106,6 +106,10 @@ pub struct Meta {
     /// field (`engagement rebuild` judges those from their bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto: Option<crate::engagement::Auto>,
+    /// For a bounce: the Message-ID (without brackets) of the message that could not be
+    /// delivered, from the report's attached message or headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounced: Option<String>,
 }
 
 impl Meta {
@@ -128,6 +132,7 @@ impl Meta {
             junk: None,
             crlf_size: None,
             auto: None,
+            bounced: None,
         }
     }
 }

@@ -122,7 +122,7 @@ async fn metrics(
         until: None,
         contact: None,
         salesperson: None,
-        awaiting_after: s.ctx.settings.awaiting_after,
+        awaiting_after: s.ctx.archive.awaiting_after(),
         now: s.ctx.clock.now(),
         offset: 0,
         limit: None,
@@ -521,7 +521,7 @@ async fn engagement(
         Some(_) => return Err(ApiError::bad_request(format!("limit: 1 to {MAX_LIMIT}"))),
     };
     let awaiting_after = match given(q.awaiting_after) {
-        None => s.ctx.settings.awaiting_after,
+        None => s.ctx.archive.awaiting_after(),
         Some(v) => humantime::parse_duration(&v)
             .ok()
             .and_then(|d| i64::try_from(d.as_secs()).ok())

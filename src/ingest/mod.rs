@@ -213,6 +213,9 @@ pub fn analyze(raw: &[u8], envelope: &Envelope, policy: &Policy) -> Result<Analy
     meta.recipients = recipients;
     if let Some(m) = message {
         meta.auto = auto_of(m, &meta, envelope.mail_from.as_deref());
+        if meta.auto == Some(crate::engagement::Auto::Bounce) {
+            meta.bounced = bounced_id(m);
+        }
     }
     if meta.message_id.is_none() {
         flags.push(Flag::NoMessageId);
@@ -282,11 +285,46 @@ fn auto_of(
     })
 }
 
+/// The Message-ID of the message a bounce reports on: that of the attached message
+/// (`message/rfc822`) or headers (`text/rfc822-headers`).
+fn bounced_id(m: &Message<'_>) -> Option<String> {
+    for part in m.parts.iter().skip(1) {
+        let id = match &part.body {
+            PartType::Message(inner) => inner.message_id().map(clean_id),
+            PartType::Text(_) | PartType::Binary(_) | PartType::InlineBinary(_) => {
+                let headers = part.content_type().is_some_and(|ct| {
+                    ct.subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("rfc822-headers"))
+                });
+                if !headers {
+                    continue;
+                }
+                MessageParser::default()
+                    .parse_headers(part.contents())
+                    .and_then(|h| h.message_id().map(clean_id))
+            }
+            _ => None,
+        };
+        if let Some(id) = id.filter(|i| !i.is_empty()) {
+            return Some(id);
+        }
+    }
+    None
+}
+
 /// Judges an archived message's bytes as ingest does (for records written before ingest
-/// kept the judgement): auto-reply, bounce, bulk, or a person's.
-pub fn auto_of_raw(raw: &[u8], meta: &Meta) -> Option<crate::engagement::Auto> {
-    let message = MessageParser::default().parse(raw)?;
-    auto_of(&message, meta, None)
+/// kept the judgement): auto-reply, bounce, bulk, or a person's; and for a bounce, the
+/// Message-ID it reports on.
+pub fn auto_of_raw(raw: &[u8], meta: &Meta) -> (Option<crate::engagement::Auto>, Option<String>) {
+    let Some(message) = MessageParser::default().parse(raw) else {
+        return (None, None);
+    };
+    let auto = auto_of(&message, meta, None);
+    let bounced = match auto {
+        Some(crate::engagement::Auto::Bounce) => bounced_id(&message),
+        _ => None,
+    };
+    (auto, bounced)
 }
 
 fn describe(verdict: &junk::JunkVerdict) -> String {
