@@ -247,6 +247,10 @@ impl<'t> EngagementWriter<'t> {
     }
 }
 
+/// Judges a record from its bytes: auto-reply, bounce or bulk (or a person's), and for a
+/// bounce the Message-ID it reports on.
+pub type JudgeFn = dyn Fn(&Archive, &Record) -> (Option<Auto>, Option<String>);
+
 /// A message awaiting an answer.
 #[derive(Debug, Clone)]
 pub struct Open {
@@ -349,7 +353,7 @@ impl Archive {
     pub fn rebuild_engagement(
         &self,
         pairs: &dyn Fn(&Record) -> Vec<PairKey>,
-        auto_of: &dyn Fn(&Archive, &Record) -> (Option<Auto>, Option<String>),
+        auto_of: &JudgeFn,
     ) -> Result<u64, Error> {
         let txn = self.db.begin_write().db()?;
         txn.delete_table(ENG_MESSAGES).db()?;

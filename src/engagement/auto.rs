@@ -161,7 +161,8 @@ mod tests {
 
     #[test]
     fn table() {
-        let cases: &[(&[(&str, &str)], &str, Option<Auto>)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, Option<Auto>);
+        let cases: &[Case<'_>] = &[
             (&[], "Re: offer", None),
             (&[("Auto-Submitted", "no")], "Re: offer", None),
             (

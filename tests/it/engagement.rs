@@ -108,7 +108,9 @@ fn org_totals() -> Value {
 }
 
 /// (key, sent, received, replied, answered, awaiting_us, awaiting_them, auto, bounces).
-fn brief(rows: &[Value], key: &str) -> Vec<(String, u64, u64, u64, u64, u64, u64, u64, u64)> {
+type Brief = (String, u64, u64, u64, u64, u64, u64, u64, u64);
+
+fn brief(rows: &[Value], key: &str) -> Vec<Brief> {
     rows.iter()
         .map(|r| {
             let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
