@@ -297,9 +297,7 @@ impl Archive {
         let hi = until_day.unwrap_or(i64::MAX);
         let range = match key {
             Some(k) => t.range((s, k, lo)..=(s, k, hi)).db()?,
-            None => t
-                .range((s, "", i64::MIN)..=(s, "\u{10FFFF}\u{10FFFF}", i64::MAX))
-                .db()?,
+            None => t.range((s, "", i64::MIN)..(s + 1, "", i64::MIN)).db()?,
         };
         let mut out = Vec::new();
         for r in range {
