@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable, Table};
 
 use super::tables::{
-    DATES, ENG_COUNTS, ENG_MESSAGES, ENG_OPEN, ENG_SUBJECTS, MESSAGE_IDS, MESSAGES,
+    DATES, ENG_COUNTS, ENG_MESSAGES, ENG_OPEN, ENG_SUBJECTS, MESSAGE_IDS, MESSAGES, REFERENCES,
 };
 use super::{Archive, Db, Error, Record};
 use crate::classify::Direction;
@@ -77,6 +77,7 @@ impl<'t> EngagementWriter<'t> {
     pub(super) fn file(
         &mut self,
         message_ids: &impl ReadableMultimapTable<&'static str, u32>,
+        references: &impl ReadableMultimapTable<&'static str, u32>,
         record: &Record,
         pairs: &[PairKey],
     ) -> Result<(), Error> {
@@ -98,7 +99,7 @@ impl<'t> EngagementWriter<'t> {
         let mut pairs = pairs.to_vec();
         pairs.sort();
         pairs.dedup();
-        let exchange = Exchange {
+        let mut exchange = Exchange {
             id: record.id.clone(),
             date: m.date,
             outbound,
@@ -106,6 +107,8 @@ impl<'t> EngagementWriter<'t> {
             auto: m.auto,
             subject: m.subject.clone(),
             answered: Vec::new(),
+            in_reply_to: m.in_reply_to.first().cloned(),
+            answers: None,
         };
         let day = kpi::day_of(m.date);
         for (scope, key) in engagement::keys(&exchange.pairs) {
@@ -130,6 +133,7 @@ impl<'t> EngagementWriter<'t> {
             if let Some((uid, mut parent)) =
                 self.parent(message_ids, record, &exchange, normalized.as_ref())?
             {
+                exchange.answers = Some(uid);
                 let newly = engagement::answer(&mut parent, &exchange.pairs);
                 if !newly.is_empty() {
                     let secs = u32::try_from((m.date - parent.date).max(0)).unwrap_or(u32::MAX);
@@ -146,8 +150,54 @@ impl<'t> EngagementWriter<'t> {
                 }
             }
         }
+        if m.auto.is_none()
+            && let Some(mid) = &m.message_id
+        {
+            self.answered_before(references, record.uid, mid, &mut exchange)?;
+        }
         let json = serde_json::to_vec(&exchange).map_err(|e| corrupt(record.uid, e))?;
         self.messages.insert(record.uid, json.as_slice()).db()?;
+        Ok(())
+    }
+
+    /// Replies archived before the message they answer (a journal or a bulk ingest that
+    /// delivered them out of order): those whose `In-Reply-To` is `mid` and that answer
+    /// nothing else count as answers to the exchange now filed as `uid`.
+    fn answered_before(
+        &mut self,
+        references: &impl ReadableMultimapTable<&'static str, u32>,
+        uid: u32,
+        mid: &str,
+        exchange: &mut Exchange,
+    ) -> Result<(), Error> {
+        let children = super::collect_multimap(references.get(mid).db()?)?;
+        for child_uid in children.into_iter().filter(|&u| u != uid) {
+            let Some(mut child) = self.exchange(child_uid)? else {
+                continue;
+            };
+            let direct = child.auto.is_none()
+                && child.answers.is_none()
+                && child.in_reply_to.as_deref() == Some(mid)
+                && engagement::may_answer(child.outbound, child.date, &child.pairs, exchange);
+            if !direct {
+                continue;
+            }
+            child.answers = Some(uid);
+            let newly = engagement::answer(exchange, &child.pairs);
+            let secs = u32::try_from((child.date - exchange.date).max(0)).unwrap_or(u32::MAX);
+            let day = kpi::day_of(exchange.date);
+            for (scope, key) in newly {
+                self.bucket(scope, &key, day)?
+                    .first_answer(exchange.outbound, secs);
+            }
+            let json = serde_json::to_vec(&child).map_err(|e| corrupt(child_uid, e))?;
+            self.messages.insert(child_uid, json.as_slice()).db()?;
+        }
+        if !exchange.answered.is_empty() {
+            self.open
+                .remove((open_kind(exchange.outbound), exchange.date, uid))
+                .db()?;
+        }
         Ok(())
     }
 
@@ -378,6 +428,7 @@ impl Archive {
             {
                 let messages = txn.open_table(MESSAGES).db()?;
                 let message_ids = txn.open_multimap_table(MESSAGE_IDS).db()?;
+                let references = txn.open_multimap_table(REFERENCES).db()?;
                 let mut w = EngagementWriter::open(&txn)?;
                 w.window = self.subject_window();
                 for &uid in chunk {
@@ -408,7 +459,7 @@ impl Archive {
                     if record.meta.auto.is_none() {
                         (record.meta.auto, record.meta.bounced) = auto_of(self, &record);
                     }
-                    w.file(&message_ids, &record, &p)?;
+                    w.file(&message_ids, &references, &record, &p)?;
                     counted += 1;
                 }
                 w.finish()?;

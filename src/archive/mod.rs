@@ -1820,7 +1820,8 @@ impl<'t> Writer<'t> {
                 self.log.log(&mut self.meta, &record, &pairs)?;
             }
             // Engagement figures, in the same transaction (see `engagement`).
-            self.engagement.file(&self.message_ids, &record, &pairs)?;
+            self.engagement
+                .file(&self.message_ids, &self.references, &record, &pairs)?;
         }
         Ok(PutOutcome::Stored { uid, id: item.id })
     }

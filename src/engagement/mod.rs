@@ -52,6 +52,13 @@ pub struct Exchange {
     /// The pairs that answered it (the first answer of each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub answered: Vec<PairKey>,
+    /// Its first `In-Reply-To`: what it answers once that is archived, should it come
+    /// later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<String>,
+    /// The UID of the exchange it answers, once found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<u32>,
 }
 
 /// Which figures a key counts toward.
@@ -145,6 +152,8 @@ mod tests {
             auto: None,
             subject: None,
             answered: Vec::new(),
+            in_reply_to: None,
+            answers: None,
         }
     }
 

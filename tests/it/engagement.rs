@@ -306,6 +306,43 @@ fn a_contact_who_opts_out_leaves_the_figures_at_the_next_rebuild() {
     );
 }
 
+#[test]
+fn a_reply_ingested_before_the_message_it_answers_still_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path();
+    let threads = fixtures().join("engagement");
+    let file = |name: &str| threads.join(name).to_str().expect("path").to_owned();
+    let empty = data.join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    run(&["ingest", empty.to_str().expect("path")], data);
+    let d = fixtures().join("directory");
+    mailjournal(
+        &[
+            "directory",
+            "import",
+            "--salespeople",
+            d.join("salespeople.csv").to_str().expect("path"),
+            "--contacts",
+            d.join("contacts.csv").to_str().expect("path"),
+        ],
+        data,
+    );
+    // Marta's reply-all first, then the offer it answers (a bulk ingest in another order).
+    run(&["ingest", &file("03-reply-all.eml")], data);
+    assert_eq!(figures(&[], data)[0]["replied"], 0);
+    run(&["ingest", &file("01-offer.eml")], data);
+    let summary = figures(&[], data);
+    assert_eq!(
+        brief(&summary, "x"),
+        [(String::new(), 1, 1, 1, 0, 1, 0, 0, 0)]
+    );
+    assert_eq!(summary[0]["their_reply_median_secs"], 7200);
+    assert!(figures(&["awaiting-them"], data).is_empty());
+    // A rebuild, in date order, comes to the same.
+    run(&["engagement", "rebuild"], data);
+    assert_eq!(figures(&[], data), summary);
+}
+
 /// A curl request as `user`; returns the status and body.
 async fn curl(url: String, user: Option<&str>) -> (u16, Vec<u8>) {
     let user = user.map(|u| format!("{u}:{PASSWORD}"));
