@@ -156,6 +156,37 @@ impl Default for IngestSection {
 
 #[derive(Debug, Deserialize)]
 #[serde(default)]
+struct EngagementSection {
+    #[serde(with = "humantime_serde")]
+    subject_window: Duration,
+    #[serde(with = "humantime_serde")]
+    awaiting_after: Duration,
+}
+
+impl Default for EngagementSection {
+    fn default() -> Self {
+        Self {
+            subject_window: Duration::from_secs(
+                crate::engagement::DEFAULT_SUBJECT_WINDOW.unsigned_abs(),
+            ),
+            awaiting_after: Duration::from_secs(
+                crate::engagement::DEFAULT_AWAITING_AFTER.unsigned_abs(),
+            ),
+        }
+    }
+}
+
+/// How engagement is measured (`[engagement]`), in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngagementSettings {
+    /// How far back a reply subject (`Re: …`) without Message-IDs finds what it answers.
+    pub subject_window: i64,
+    /// How old an unanswered inbound message is before it awaits us.
+    pub awaiting_after: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
 struct SmtpSection {
     listen: String,
     tls_listen: String,
@@ -588,6 +619,7 @@ pub struct Settings {
     pub transparency: TransparencySettings,
     pub pull: Vec<PullSettings>,
     pub tls: TlsSettings,
+    pub engagement: EngagementSettings,
 }
 
 /// The smallest `ingest.max_message_size` accepted: anything smaller refuses ordinary mail.
@@ -648,6 +680,7 @@ impl Settings {
         let http: HttpSection = section(&mut table, "http", &mut problems);
         let logins: LoginsSection = section(&mut table, "logins", &mut problems);
         let transparency: TransparencySection = section(&mut table, "transparency", &mut problems);
+        let engagement: EngagementSection = section(&mut table, "engagement", &mut problems);
         let pull: Vec<PullSection> = match table.remove("pull") {
             None => Vec::new(),
             Some(value) => match Vec::<PullSection>::deserialize(value) {
@@ -890,6 +923,27 @@ impl Settings {
             }
         };
 
+        const YEAR: Duration = Duration::from_secs(366 * 86_400);
+        if engagement.subject_window < Duration::from_secs(3600) || engagement.subject_window > YEAR
+        {
+            problems.push(Problem {
+                key: "engagement.subject_window".into(),
+                reason: format!(
+                    "{} is outside 1h to 366d",
+                    humantime::format_duration(engagement.subject_window)
+                ),
+            });
+        }
+        if engagement.awaiting_after > YEAR {
+            problems.push(Problem {
+                key: "engagement.awaiting_after".into(),
+                reason: format!(
+                    "{} is over 366d",
+                    humantime::format_duration(engagement.awaiting_after)
+                ),
+            });
+        }
+
         if !problems.is_empty() {
             return Err(fail(problems));
         }
@@ -903,6 +957,10 @@ impl Settings {
             witness_command: transparency.witness_command,
         };
         Ok(Settings {
+            engagement: EngagementSettings {
+                subject_window: engagement.subject_window.as_secs() as i64,
+                awaiting_after: engagement.awaiting_after.as_secs() as i64,
+            },
             source_name: source_name.to_owned(),
             org: OrgDomains::new(rules),
             data_dir: data_dir.0,

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod crlf;
 pub mod directory;
+pub mod engagement;
 pub mod export;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use mailjournal::admin::{self, ExportArgs, ListArgs, LogArgs, Request, Target, socket};
+use mailjournal::admin::{
+    self, EngagementArgs, ExportArgs, ListArgs, LogArgs, Request, Target, socket,
+};
 use mailjournal::archive::{self, Archive, Role};
 use mailjournal::clock::SystemClock;
 use mailjournal::config::{Logging, Settings};
@@ -112,6 +114,15 @@ enum Command {
     },
     /// The interaction log: one entry per salesperson–contact exchange.
     Log(LogArgs),
+    /// Engagement measured from the journal: sent, received, replied, reply rates, response
+    /// times, mail awaiting an answer; `rebuild` recomputes it all from the archive.
+    Engagement {
+        /// summary, contacts, salespeople, companies, awaiting-us, awaiting-them, rebuild.
+        #[arg(value_enum, default_value = "summary")]
+        what: EngagementWhat,
+        #[command(flatten)]
+        args: EngagementArgs,
+    },
     /// Sales opportunities made from log entries.
     Opportunity {
         #[command(subcommand)]
@@ -154,6 +165,17 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum EngagementWhat {
+    Summary,
+    Contacts,
+    Salespeople,
+    Companies,
+    AwaitingUs,
+    AwaitingThem,
+    Rebuild,
 }
 
 #[derive(Subcommand)]
@@ -350,6 +372,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Log(mut args) => {
             args.header = std::io::stdout().is_terminal();
             Request::Log(args)
+        }
+        Command::Engagement { what, mut args } => {
+            use mailjournal::engagement::report::View;
+            args.header = std::io::stdout().is_terminal();
+            args.view = match what {
+                EngagementWhat::Rebuild => View::Summary,
+                EngagementWhat::Summary => View::Summary,
+                EngagementWhat::Contacts => View::Contacts,
+                EngagementWhat::Salespeople => View::Salespeople,
+                EngagementWhat::Companies => View::Companies,
+                EngagementWhat::AwaitingUs => View::AwaitingUs,
+                EngagementWhat::AwaitingThem => View::AwaitingThem,
+            };
+            match what {
+                EngagementWhat::Rebuild => Request::EngagementRebuild,
+                _ => Request::Engagement(args),
+            }
         }
         Command::Validate => Request::Validate,
         Command::Status { json } => Request::Status { json },

@@ -206,6 +206,10 @@ pub enum Request {
         from: u64,
         to: Option<u64>,
     },
+    /// Engagement figures.
+    Engagement(EngagementArgs),
+    /// Recompute every engagement figure from the archive.
+    EngagementRebuild,
 }
 
 impl Request {
@@ -235,6 +239,8 @@ impl Request {
             Request::LogCheckpoint => "log-checkpoint",
             Request::Prove { .. } => "prove",
             Request::LogConsistency { .. } => "log-consistency",
+            Request::Engagement(_) => "engagement",
+            Request::EngagementRebuild => "engagement rebuild",
         }
     }
 
@@ -291,6 +297,43 @@ pub struct LogArgs {
     #[arg(long)]
     pub after: Option<u64>,
     /// At most this many.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Print a header row first (set by the CLI when its standard output is a terminal).
+    #[arg(skip)]
+    #[serde(default)]
+    pub header: bool,
+}
+
+/// The arguments of `engagement`, shared by the command line and the admin socket.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+pub struct EngagementArgs {
+    /// Which figures (set from the CLI's positional argument).
+    #[arg(skip = crate::engagement::report::View::Summary)]
+    pub view: crate::engagement::report::View,
+    /// One row per day, week (ISO) or month (UTC) of the messages' dates.
+    #[arg(long)]
+    pub period: Option<crate::engagement::Period>,
+    /// Messages dated on or after this date (2026-11-01) or time (RFC 3339).
+    #[arg(long, value_parser = clock::parse_date)]
+    pub since: Option<i64>,
+    /// Messages dated before this date or time.
+    #[arg(long, value_parser = clock::parse_date)]
+    pub until: Option<i64>,
+    /// This contact's figures (number).
+    #[arg(long)]
+    pub contact: Option<String>,
+    /// This salesperson's figures (code).
+    #[arg(long)]
+    pub salesperson: Option<String>,
+    /// Inbound mail awaits us once this old (default: engagement.awaiting_after).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub awaiting_after: Option<std::time::Duration>,
+    /// At most this many rows.
     #[arg(long)]
     pub limit: Option<usize>,
     /// One JSON object per line.
@@ -454,6 +497,40 @@ pub fn execute(
             Ok(0)
         }
         Request::Validate => validate(target, out),
+        Request::Engagement(args) => engagement(target, &args, out),
+        Request::EngagementRebuild => {
+            let state = target
+                .logging
+                .map_or(target.settings.logging, LoggingSwitch::get);
+            if state != Logging::On {
+                return Err(Error::Usage(format!(
+                    "logging is {state}: engagement figures are kept as they are until it is on"
+                )));
+            }
+            let directory = load_directory(target.archive)?;
+            target.archive.set_engagement(&target.settings.engagement);
+            let counted = target.archive.rebuild_engagement(
+                &|record: &Record| {
+                    pairs_of(
+                        &directory,
+                        record.meta.sender.as_deref(),
+                        &record.meta.recipients,
+                    )
+                },
+                &|archive: &Archive, record: &Record| match archive.raw(record) {
+                    Ok(raw) => ingest::auto_of_raw(&raw, &record.meta),
+                    Err(e) => {
+                        tracing::warn!(uid = record.uid, error = %e, "unreadable: judged a person's");
+                        (None, None)
+                    }
+                },
+            )?;
+            writeln!(
+                out,
+                "engagement rebuilt: {counted} messages between salespeople and contacts counted"
+            )?;
+            Ok(0)
+        }
         Request::Status { json } => {
             let Some(pull) = target.pull else {
                 writeln!(
@@ -929,6 +1006,171 @@ fn verify(target: &Target<'_>, repair: bool, out: &mut dyn Write) -> Result<i32,
     Ok(if report.problems.is_empty() { 0 } else { 1 })
 }
 
+/// `engagement`: the figures as a table (or JSON lines), as an admin sees them.
+fn engagement(
+    target: &Target<'_>,
+    args: &EngagementArgs,
+    out: &mut dyn Write,
+) -> Result<i32, Error> {
+    use crate::engagement::report::{self, Rows, View, Visibility};
+    let directory = load_directory(target.archive)?;
+    if let Some(c) = &args.contact
+        && directory.contact_by_number(c).is_none()
+    {
+        return Err(Error::Usage(format!("no contact {c} in the directory")));
+    }
+    if let Some(s) = &args.salesperson
+        && directory.salesperson_by_code(s).is_none()
+    {
+        return Err(Error::Usage(format!("no salesperson {s} in the directory")));
+    }
+    let query = report::Query {
+        view: args.view,
+        period: args.period,
+        since: args.since,
+        until: args.until,
+        contact: args.contact.clone(),
+        salesperson: args.salesperson.clone(),
+        awaiting_after: args
+            .awaiting_after
+            .map_or(target.settings.engagement.awaiting_after, |d| {
+                i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+            }),
+        now: target.clock.now(),
+        offset: 0,
+        limit: args.limit,
+    };
+    let report = report::build(target.archive, &directory, &Visibility::All, &query)?;
+    let json_line = |out: &mut dyn Write, v: &dyn erased::Json| -> Result<(), Error> {
+        v.write(out)?;
+        writeln!(out)?;
+        Ok(())
+    };
+    match &report.rows {
+        Rows::Awaiting(rows) => {
+            if args.header && !args.json {
+                writeln!(
+                    out,
+                    "{:<20}  {:>6}  {:<11}  {:<10}  {:<24}  SUBJECT",
+                    "DATE", "HOURS", "SALESPERSON", "CONTACT", "ID"
+                )?;
+            }
+            for w in rows {
+                if args.json {
+                    json_line(out, w)?;
+                } else {
+                    writeln!(
+                        out,
+                        "{}  {:>6}  {:<11}  {:<10}  {:<24}  {}",
+                        w.date,
+                        w.age_hours,
+                        w.salespeople.join(","),
+                        w.contacts.join(","),
+                        w.id,
+                        w.subject.as_deref().unwrap_or("")
+                    )?;
+                }
+            }
+        }
+        Rows::Figures(rows) => {
+            let what = match args.view {
+                View::Salespeople => "SALESPERSON",
+                View::Contacts => "CONTACT",
+                View::Companies => "COMPANY",
+                _ => "",
+            };
+            if args.header && !args.json {
+                writeln!(
+                    out,
+                    "{:<10}  {:<24}  {:>6}  {:>6}  {:>7}  {:>6}  {:>8}  {:>8}  {:>8}  {:>8}  {:>5}  {:>5}  {:>5}  {:>5}  LAST",
+                    "PERIOD",
+                    what,
+                    "SENT",
+                    "RECV",
+                    "REPLIED",
+                    "RATE",
+                    "THEM-MED",
+                    "THEM-P90",
+                    "US-MED",
+                    "US-P90",
+                    "AW-US",
+                    "AW-TH",
+                    "AUTO",
+                    "BOUNCE"
+                )?;
+            }
+            for r in rows {
+                if args.json {
+                    json_line(out, r)?;
+                    continue;
+                }
+                let f = &r.figures;
+                let who = match args.view {
+                    View::Salespeople => r.salesperson.clone(),
+                    View::Contacts => r.contact.clone(),
+                    View::Companies => r.company.clone(),
+                    _ => None,
+                };
+                let who = match (who, &r.name) {
+                    (Some(w), Some(n)) if args.view != View::Companies => format!("{w} {n}"),
+                    (Some(w), _) => w,
+                    (None, _) => String::new(),
+                };
+                let rate = f
+                    .reply_rate
+                    .map_or("-".to_owned(), |r| format!("{:.0}%", r * 100.0));
+                writeln!(
+                    out,
+                    "{:<10}  {:<24}  {:>6}  {:>6}  {:>7}  {:>6}  {:>8}  {:>8}  {:>8}  {:>8}  {:>5}  {:>5}  {:>5}  {:>5}  {}",
+                    r.period.as_deref().unwrap_or("all"),
+                    who,
+                    f.sent,
+                    f.received,
+                    f.replied,
+                    rate,
+                    duration(f.their_reply_median_secs),
+                    duration(f.their_reply_p90_secs),
+                    duration(f.our_reply_median_secs),
+                    duration(f.our_reply_p90_secs),
+                    f.awaiting_us,
+                    f.awaiting_them,
+                    f.auto_replies,
+                    f.bounces,
+                    f.last_interaction.as_deref().unwrap_or("-")
+                )?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// A response time for a table: `3h25m`, `2d4h`, `45s`; `-` when there is none.
+fn duration(secs: Option<u32>) -> String {
+    let Some(s) = secs else {
+        return "-".to_owned();
+    };
+    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h{m:02}m"),
+        (d, h, _) => format!("{d}d{h}h"),
+    }
+}
+
+/// Writing any serializable value as one JSON line.
+mod erased {
+    pub trait Json {
+        fn write(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn write(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+            serde_json::to_writer(out, self).map_err(std::io::Error::other)
+        }
+    }
+}
+
 fn logging(target: &Target<'_>, state: Option<Logging>, out: &mut dyn Write) -> Result<i32, Error> {
     let Some(switch) = target.logging else {
         return Err(Error::Usage(
@@ -955,6 +1197,7 @@ pub fn start_pipeline(
 ) -> Result<(Ingestor, std::thread::JoinHandle<()>), Error> {
     let matcher = crate::ingest::Matcher::default();
     matcher.set(matcher_for(load_directory(archive)?));
+    archive.set_engagement(&settings.engagement);
     Ok(Ingestor::start_with(
         Arc::clone(archive),
         Policy::from_settings(settings),

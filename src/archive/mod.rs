@@ -16,6 +16,7 @@
 mod blobs;
 mod committer;
 pub mod copies;
+pub mod engagement;
 pub mod folders;
 pub mod id;
 pub mod log;
@@ -506,6 +507,10 @@ pub struct Archive {
     failed: tokio_util::sync::CancellationToken,
     /// The transparency log's signing key, and the lock that keeps checkpoints in order.
     signing: std::sync::Mutex<tlog::Signing>,
+    /// `engagement.subject_window` in seconds (see [`Archive::set_engagement`]).
+    subject_window: std::sync::atomic::AtomicI64,
+    /// `engagement.awaiting_after` in seconds.
+    awaiting_after: std::sync::atomic::AtomicI64,
 }
 
 impl Archive {
@@ -611,6 +616,10 @@ impl Archive {
         txn.open_table(TLOG_LEAVES).db()?;
         txn.open_table(TLOG_NODES).db()?;
         txn.open_table(TLOG_UIDS).db()?;
+        txn.open_table(ENG_MESSAGES).db()?;
+        txn.open_table(ENG_SUBJECTS).db()?;
+        txn.open_table(ENG_COUNTS).db()?;
+        txn.open_table(ENG_OPEN).db()?;
         txn.commit().db()?;
         let (pack, pack_len, next_uid) = {
             let txn = db.begin_read().db()?;
@@ -641,6 +650,12 @@ impl Archive {
             needs_recovery: std::sync::atomic::AtomicBool::new(needs_recovery),
             failed: tokio_util::sync::CancellationToken::new(),
             signing: std::sync::Mutex::default(),
+            subject_window: std::sync::atomic::AtomicI64::new(
+                crate::engagement::DEFAULT_SUBJECT_WINDOW,
+            ),
+            awaiting_after: std::sync::atomic::AtomicI64::new(
+                crate::engagement::DEFAULT_AWAITING_AFTER,
+            ),
             committed: tokio::sync::watch::Sender::new(u32::try_from(next_uid).unwrap_or(u32::MAX)),
         };
         archive.backfill_tlog()?;
@@ -847,6 +862,7 @@ impl Archive {
         let mut outcomes = Vec::with_capacity(staged.items.len());
         {
             let mut w = Writer::open(&txn)?;
+            w.engagement.window = self.subject_window();
             for (item, storage) in staged.items {
                 let existing = w.ids.get(item.id.as_str()).db()?.map(|g| g.value());
                 let outcome = match (existing, storage) {
@@ -1713,6 +1729,7 @@ struct Writer<'t> {
     months: Table<'t, u32, u64>,
     log: log::LogWriter<'t>,
     tlog: tlog::TlogWriter<'t>,
+    engagement: engagement::EngagementWriter<'t>,
     tally: Tally,
 }
 
@@ -1752,6 +1769,7 @@ impl<'t> Writer<'t> {
             months: txn.open_table(MONTHS).db()?,
             log: log::LogWriter::open(txn)?,
             tlog: tlog::TlogWriter::open(txn)?,
+            engagement: engagement::EngagementWriter::open(txn)?,
             tally: Tally::default(),
         })
     }
@@ -1772,6 +1790,7 @@ impl<'t> Writer<'t> {
 
     /// Writes the batch's sums; call once, after its last message.
     fn finish(&mut self) -> Result<(), Error> {
+        self.engagement.finish()?;
         let tally = std::mem::take(&mut self.tally);
         if let Some(next) = tally.next_uid {
             self.meta.insert(META_NEXT_UID, u64::from(next)).db()?;
@@ -1878,6 +1897,9 @@ impl<'t> Writer<'t> {
             } else {
                 self.log.log(&mut self.meta, &record, &pairs)?;
             }
+            // Engagement figures, in the same transaction (see `engagement`).
+            self.engagement
+                .file(&self.message_ids, &self.references, &record, &pairs)?;
         }
         Ok(PutOutcome::Stored { uid, id: item.id })
     }

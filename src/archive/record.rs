@@ -101,6 +101,15 @@ pub struct Meta {
     /// the `bare-lf` flag the size is counted from the bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crlf_size: Option<u64>,
+    /// Made by a machine rather than a person (auto-reply, bounce, bulk), as ingest judged
+    /// from its headers; `None` for a person's message and for records written before this
+    /// field (`engagement rebuild` judges those from their bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<crate::engagement::Auto>,
+    /// For a bounce: the Message-ID (without brackets) of the message that could not be
+    /// delivered, from the report's attached message or headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounced: Option<String>,
 }
 
 impl Meta {
@@ -122,6 +131,8 @@ impl Meta {
             flags: Vec::new(),
             junk: None,
             crlf_size: None,
+            auto: None,
+            bounced: None,
         }
     }
 }

@@ -93,3 +93,17 @@ pub const TLOG_NODES: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("
 pub const TLOG_UIDS: TableDefinition<u32, u64> = TableDefinition::new("tlog_uids");
 /// How many leaves the transparency log has.
 pub const META_TLOG_SIZE: &str = "tlog_size";
+/// uid → what engagement keeps of an exchange (JSON `engagement::Exchange`).
+pub const ENG_MESSAGES: TableDefinition<u32, &[u8]> = TableDefinition::new("engagement_messages");
+/// (normalized subject, date, uid) → (): exchanges by subject, for threading replies that
+/// name no Message-ID.
+pub const ENG_SUBJECTS: TableDefinition<(&str, i64, u32), ()> =
+    TableDefinition::new("engagement_subjects");
+/// (scope code, key, day since 1970 UTC) → that key's counts of that day (JSON
+/// `engagement::Counts`).
+pub const ENG_COUNTS: TableDefinition<(u8, &str, i64), &[u8]> =
+    TableDefinition::new("engagement_counts");
+/// (0 inbound awaiting us / 1 outbound awaiting them, date, uid) → its pairs (JSON):
+/// exchanges nobody answered yet.
+pub const ENG_OPEN: TableDefinition<(u8, i64, u32), &[u8]> =
+    TableDefinition::new("engagement_open");

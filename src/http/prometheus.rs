@@ -135,10 +135,99 @@ pub fn render(stats: &Stats, metrics: &Metrics) -> String {
     t.0
 }
 
+/// The organization's engagement totals (all time), appended to [`render`]'s text.
+pub fn render_engagement(f: &crate::engagement::Figures) -> String {
+    let mut t = Text(String::with_capacity(1024));
+    let name = "mailjournal_engagement_messages";
+    t.family(
+        name,
+        "gauge",
+        "Messages between salespeople and contacts: sent, received (by people), replied (ours \
+         answered), answered (theirs answered by us), auto-replies, bounces and bulk.",
+    );
+    for (kind, n) in [
+        ("sent", f.sent),
+        ("received", f.received),
+        ("replied", f.replied),
+        ("answered", f.answered),
+        ("auto_reply", f.auto_replies),
+        ("bounce", f.bounces),
+        ("bulk", f.bulk),
+    ] {
+        t.sample(name, &format!("kind=\"{kind}\""), n);
+    }
+    t.single(
+        "mailjournal_engagement_reply_rate",
+        "gauge",
+        "Share of our messages that contacts answered (0 to 1).",
+        f.reply_rate.unwrap_or(0.0),
+    );
+    t.single(
+        "mailjournal_engagement_answer_rate",
+        "gauge",
+        "Share of contacts' messages that we answered (0 to 1).",
+        f.answer_rate.unwrap_or(0.0),
+    );
+    let name = "mailjournal_engagement_response_seconds";
+    t.family(
+        name,
+        "gauge",
+        "Time to the first answer: median and 90th percentile, of contacts answering us (them) \
+         and of us answering contacts (us).",
+    );
+    for (side, q, v) in [
+        ("them", "0.5", f.their_reply_median_secs),
+        ("them", "0.9", f.their_reply_p90_secs),
+        ("us", "0.5", f.our_reply_median_secs),
+        ("us", "0.9", f.our_reply_p90_secs),
+    ] {
+        if let Some(v) = v {
+            t.sample(name, &format!("side=\"{side}\",quantile=\"{q}\""), v);
+        }
+    }
+    let name = "mailjournal_engagement_awaiting";
+    t.family(
+        name,
+        "gauge",
+        "Messages awaiting an answer: contacts' older than engagement.awaiting_after (us), ours \
+         (them).",
+    );
+    t.sample(name, "side=\"us\"", f.awaiting_us);
+    t.sample(name, "side=\"them\"", f.awaiting_them);
+    t.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn renders_engagement_totals() {
+        let f = crate::engagement::Figures {
+            sent: 4,
+            replied: 2,
+            reply_rate: Some(0.5),
+            their_reply_median_secs: Some(3600),
+            awaiting_them: 2,
+            ..Default::default()
+        };
+        let text = render_engagement(&f);
+        for line in [
+            "mailjournal_engagement_messages{kind=\"sent\"} 4",
+            "mailjournal_engagement_messages{kind=\"replied\"} 2",
+            "mailjournal_engagement_reply_rate 0.5",
+            "mailjournal_engagement_answer_rate 0",
+            "mailjournal_engagement_response_seconds{side=\"them\",quantile=\"0.5\"} 3600",
+            "mailjournal_engagement_awaiting{side=\"them\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        assert!(
+            !text.contains("side=\"us\",quantile"),
+            "no time without answers"
+        );
+    }
 
     #[test]
     fn renders_every_family_with_one_type_line() {

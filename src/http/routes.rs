@@ -46,6 +46,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/m/{id}/proof", get(proof))
         .route("/log/checkpoint", get(log_checkpoint))
         .route("/log/consistency", get(log_consistency))
+        .route("/api/engagement/{view}", get(engagement))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -117,8 +118,33 @@ async fn metrics(
         }
     }
     let archive = Arc::clone(&s.ctx.archive);
-    let stats = blocking(move || Ok(archive.stats()?)).await?;
-    let text = prometheus::render(&stats, &s.ctx.metrics);
+    let query = crate::engagement::report::Query {
+        view: crate::engagement::report::View::Summary,
+        period: None,
+        since: None,
+        until: None,
+        contact: None,
+        salesperson: None,
+        awaiting_after: s.ctx.archive.awaiting_after(),
+        now: s.ctx.clock.now(),
+        offset: 0,
+        limit: None,
+    };
+    let (stats, engagement) = blocking(move || {
+        let stats = archive.stats()?;
+        let (salespeople, contacts) = archive.load_directory()?;
+        let directory = crate::directory::Directory::new(salespeople, contacts);
+        let all = crate::engagement::report::Visibility::All;
+        let report = crate::engagement::report::build(&archive, &directory, &all, &query)?;
+        let figures = match report.rows {
+            crate::engagement::report::Rows::Figures(rows) => rows.into_iter().next(),
+            crate::engagement::report::Rows::Awaiting(_) => None,
+        };
+        Ok((stats, figures.map(|r| r.figures).unwrap_or_default()))
+    })
+    .await?;
+    let mut text = prometheus::render(&stats, &s.ctx.metrics);
+    text.push_str(&prometheus::render_engagement(&engagement));
     Ok(([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], text).into_response())
 }
 
@@ -443,6 +469,103 @@ fn json_body<T: DeserializeOwned>(
     }
     serde_json::from_value(value)
         .map_err(|_| ApiError::bad_request("the body is not the JSON object expected"))
+}
+
+#[derive(Debug, Deserialize)]
+struct EngagementQuery {
+    period: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    contact: Option<String>,
+    salesperson: Option<String>,
+    /// `24h`, `3d`, `0s`.
+    awaiting_after: Option<String>,
+    offset: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /api/engagement/{view}` (`summary`, `contacts`, `salespeople`, `companies`,
+/// `awaiting-us`, `awaiting-them`): `{"rows": [...], "total": n, "next_offset": n}`, where
+/// `next_offset` is the `offset` of the next page, `null` on the last. A salesperson account
+/// sees the figures of its own salesperson (and those it was granted) only, as in
+/// `/api/interactions`.
+async fn engagement(
+    State(s): AppState,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<EngagementQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    use crate::engagement::report::{self, View, Visibility};
+    let user = login::require(&s.ctx, &headers, peer.ip()).await?;
+    let view: View = path
+        .ok()
+        .and_then(|Path(v)| v.parse().ok())
+        .ok_or_else(ApiError::not_found)?;
+    let Query(q) = query.map_err(|_| ApiError::bad_request("malformed query string"))?;
+    let period = given(q.period)
+        .map(|p| {
+            p.parse()
+                .map_err(|_| ApiError::bad_request("period: one of day, week, month"))
+        })
+        .transpose()?;
+    let number = |name: &'static str, v: Option<String>| {
+        given(v)
+            .map(|v| {
+                v.parse::<usize>()
+                    .map_err(|_| ApiError::bad_request(format!("{name}: a number")))
+            })
+            .transpose()
+    };
+    let offset = number("offset", q.offset)?.unwrap_or(0);
+    let limit = match number("limit", q.limit)? {
+        None => DEFAULT_LIMIT,
+        Some(l) if (1..=MAX_LIMIT).contains(&l) => l,
+        Some(_) => return Err(ApiError::bad_request(format!("limit: 1 to {MAX_LIMIT}"))),
+    };
+    let awaiting_after = match given(q.awaiting_after) {
+        None => s.ctx.archive.awaiting_after(),
+        Some(v) => humantime::parse_duration(&v)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_secs()).ok())
+            .ok_or_else(|| ApiError::bad_request("awaiting_after: a duration (24h, 3d)"))?,
+    };
+    let salesperson = given(q.salesperson);
+    let visibility = match &user.access {
+        Access::All => Visibility::All,
+        Access::Messages(v) => Visibility::Salespeople(v.codes.clone()),
+    };
+    // Another salesperson's figures are not found, as their messages are not.
+    if let Some(code) = &salesperson
+        && !user.access.sees_salesperson(code)
+    {
+        return Err(ApiError::not_found());
+    }
+    let query = report::Query {
+        view,
+        period,
+        since: date("since", q.since)?,
+        until: date("until", q.until)?,
+        contact: given(q.contact),
+        salesperson,
+        awaiting_after,
+        now: s.ctx.clock.now(),
+        offset,
+        limit: Some(limit),
+    };
+    let archive = Arc::clone(&s.ctx.archive);
+    let report = blocking(move || {
+        let (salespeople, contacts) = archive.load_directory()?;
+        let directory = crate::directory::Directory::new(salespeople, contacts);
+        Ok(report::build(&archive, &directory, &visibility, &query)?)
+    })
+    .await?;
+    let next_offset = (offset + limit < report.total).then_some(offset + limit);
+    Ok(Json(json!({
+        "rows": report.rows,
+        "total": report.total,
+        "next_offset": next_offset,
+    })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -211,6 +211,12 @@ pub fn analyze(raw: &[u8], envelope: &Envelope, policy: &Policy) -> Result<Analy
         .or_else(|| envelope.mail_from.as_deref().and_then(address::normalize));
     meta.direction = policy.classify(meta.sender.as_deref(), &recipients);
     meta.recipients = recipients;
+    if let Some(m) = message {
+        meta.auto = auto_of(m, &meta, envelope.mail_from.as_deref());
+        if meta.auto == Some(crate::engagement::Auto::Bounce) {
+            meta.bounced = bounced_id(m);
+        }
+    }
     if meta.message_id.is_none() {
         flags.push(Flag::NoMessageId);
     }
@@ -247,6 +253,78 @@ pub fn analyze(raw: &[u8], envelope: &Envelope, policy: &Policy) -> Result<Analy
         meta,
         policy.codec,
     )?)))
+}
+
+/// Whether a person wrote the parsed message `m` (see [`crate::engagement::auto`]), from
+/// its headers, its `From:` and sender (in `meta`) and the envelope sender.
+fn auto_of(
+    m: &Message<'_>,
+    meta: &Meta,
+    mail_from: Option<&str>,
+) -> Option<crate::engagement::Auto> {
+    let report_type = m.content_type().and_then(|ct| {
+        let is_report = ct.ctype().eq_ignore_ascii_case("multipart")
+            && ct
+                .subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("report"));
+        is_report.then(|| ct.attribute("report-type").unwrap_or(""))
+    });
+    let mail_from = mail_from.and_then(address::normalize);
+    let senders = meta
+        .from
+        .iter()
+        .map(|f| f.address.as_str())
+        .chain(meta.sender.as_deref())
+        .chain(mail_from.as_deref())
+        .collect();
+    crate::engagement::detect(&crate::engagement::Signals {
+        headers: m.headers_raw().collect(),
+        report_type,
+        senders,
+        subject: meta.subject.as_deref(),
+    })
+}
+
+/// The Message-ID of the message a bounce reports on: that of the attached message
+/// (`message/rfc822`) or headers (`text/rfc822-headers`).
+fn bounced_id(m: &Message<'_>) -> Option<String> {
+    for part in m.parts.iter().skip(1) {
+        let id = match &part.body {
+            PartType::Message(inner) => inner.message_id().map(clean_id),
+            PartType::Text(_) | PartType::Binary(_) | PartType::InlineBinary(_) => {
+                let headers = part.content_type().is_some_and(|ct| {
+                    ct.subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("rfc822-headers"))
+                });
+                if !headers {
+                    continue;
+                }
+                MessageParser::default()
+                    .parse_headers(part.contents())
+                    .and_then(|h| h.message_id().map(clean_id))
+            }
+            _ => None,
+        };
+        if let Some(id) = id.filter(|i| !i.is_empty()) {
+            return Some(id);
+        }
+    }
+    None
+}
+
+/// Judges an archived message's bytes as ingest does (for records written before ingest
+/// kept the judgement): auto-reply, bounce, bulk, or a person's; and for a bounce, the
+/// Message-ID it reports on.
+pub fn auto_of_raw(raw: &[u8], meta: &Meta) -> (Option<crate::engagement::Auto>, Option<String>) {
+    let Some(message) = MessageParser::default().parse(raw) else {
+        return (None, None);
+    };
+    let auto = auto_of(&message, meta, None);
+    let bounced = match auto {
+        Some(crate::engagement::Auto::Bounce) => bounced_id(&message),
+        _ => None,
+    };
+    (auto, bounced)
 }
 
 fn describe(verdict: &junk::JunkVerdict) -> String {

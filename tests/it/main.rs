@@ -3,6 +3,7 @@
 mod archive;
 mod cli;
 mod crash;
+mod engagement;
 mod export;
 mod golden;
 mod http;
