@@ -13,8 +13,9 @@
 //! mbox: each message follows a `From SENDER DATE` line (the envelope sender, else
 //! `MAILER-DAEMON`; the arrival time in UTC, asctime form), its lines that start with
 //! `From ` after any number of `>` get one more `>` (mboxrd quoting, which our reader and
-//! mutt's undo), and a line break follows it (a blank line, after a message that ends with
-//! one). [`crate::sources`] reads exactly that back.
+//! mutt's undo), and a blank line follows it. [`crate::sources`] reads exactly that back,
+//! except for a message that does not end with a line break: mbox cannot say so, and it
+//! comes back with one (`.eml` files and Maildirs keep it exactly).
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, Write};
@@ -114,6 +115,8 @@ struct Mbox {
     resume_after: Option<(u32, u32)>,
     last: Option<(u32, u32)>,
     unsynced: u32,
+    /// Messages written with a line break they did not end with.
+    unterminated: u64,
 }
 
 /// What [`Exporter::write`] did.
@@ -186,16 +189,20 @@ impl Exporter {
         }
     }
 
-    /// Makes everything written durable; an mbox export's progress file goes.
-    pub fn finish(self) -> Result<(), Error> {
+    /// Makes everything written durable; an mbox export's progress file goes. Returns how
+    /// many messages an mbox holds with a final line break they did not have.
+    pub fn finish(self) -> Result<u64, Error> {
         match self.mbox {
-            Some(mbox) => mbox.finish(),
+            Some(mbox) => {
+                let n = mbox.unterminated;
+                mbox.finish().map(|()| n)
+            }
             None => {
                 let dir = match self.format {
                     Format::Maildir => self.dest.join("cur"),
                     _ => self.dest.clone(),
                 };
-                sync_dir(&dir)
+                sync_dir(&dir).map(|()| 0)
             }
         }
     }
@@ -261,6 +268,7 @@ impl Mbox {
             resume_after,
             last: None,
             unsynced: 0,
+            unterminated: 0,
         })
     }
 
@@ -278,6 +286,12 @@ impl Mbox {
         bytes.extend_from_slice(asctime(item.received_at).as_bytes());
         bytes.push(b'\n');
         quote_into(item.raw, &mut bytes);
+        // The blank line before the next `From ` line, which readers take off. A message
+        // that does not end with a line break gets one first: mbox cannot hold it exactly.
+        if !item.raw.ends_with(b"\n") {
+            bytes.push(b'\n');
+            self.unterminated += 1;
+        }
         bytes.push(b'\n');
         self.file
             .write_all(&bytes)

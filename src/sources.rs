@@ -163,11 +163,10 @@ struct MboxMessage {
 }
 
 impl MboxMessage {
-    /// The message without the line break that separates it from the next `From ` line:
-    /// the blank line writers put after a message that ends with a line break, or the
-    /// line break that ends one that does not (`export --format mbox` writes one after
-    /// every message, so every message comes back byte for byte). A message of a file that
-    /// has no separator loses its last line break (its stable id does not change).
+    /// The message without the blank line that separates it from the next `From ` line
+    /// (the line break of an empty line: writers put one after every message, and
+    /// `export --format mbox` does too). A message followed by no blank line (the last one
+    /// of a file that ends without one, or a writer that puts none) keeps all it has.
     fn without_separator(mut self) -> Self {
         let c = &mut self.contents;
         let cut = if c.ends_with(b"\n\n") {
@@ -175,7 +174,7 @@ impl MboxMessage {
         } else if c.ends_with(b"\r\n\r\n") {
             2
         } else {
-            usize::from(c.ends_with(b"\n"))
+            0
         };
         c.truncate(c.len() - cut);
         self
@@ -183,7 +182,7 @@ impl MboxMessage {
 }
 
 /// The messages of an mbox: each starts at a line beginning with `From `, which is not part
-/// of it, and ends before the line break that precedes the next (see
+/// of it, and ends before the blank line that precedes the next, if there is one (see
 /// [`MboxMessage::without_separator`]); a line of one or more `>` before `From ` loses one
 /// `>` (mboxrd quoting, which also undoes mboxo's). Lines before the first `From ` line are
 /// not a message.
@@ -385,13 +384,13 @@ Subject: three\n";
                 MboxMessage {
                     sender: None,
                     date: Some(1_174_777_200),
-                    // No blank line before the next `From `: the line break separates.
-                    contents: b"Subject: two".to_vec(),
+                    // No blank line before the next `From `: nothing to take off.
+                    contents: b"Subject: two\n".to_vec(),
                 },
                 MboxMessage {
                     sender: None,
                     date: None,
-                    contents: b"Subject: three".to_vec(),
+                    contents: b"Subject: three\n".to_vec(),
                 },
             ]
         );

@@ -877,7 +877,7 @@ fn export(target: &Target<'_>, args: &ExportArgs, out: &mut dyn Write) -> Result
         bar.inc(1);
         bar.set_message(bytesize(bytes));
     }
-    exporter.finish()?;
+    let unterminated = exporter.finish()?;
     bar.finish_and_clear();
     if args.json {
         let v = serde_json::json!({
@@ -886,6 +886,7 @@ fn export(target: &Target<'_>, args: &ExportArgs, out: &mut dyn Write) -> Result
             "exported": exported,
             "already_there": already,
             "bytes": bytes,
+            "without_final_line_break": unterminated,
         });
         serde_json::to_writer(&mut *out, &v).map_err(std::io::Error::other)?;
         writeln!(out)?;
@@ -897,6 +898,12 @@ fn export(target: &Target<'_>, args: &ExportArgs, out: &mut dyn Write) -> Result
             args.dest.display(),
             args.format
         )?;
+        if unterminated > 0 {
+            writeln!(
+                out,
+                "{unterminated} of them did not end with a line break and got one in the mbox                  (an mbox cannot hold that; --format eml or maildir keep it exactly)"
+            )?;
+        }
     }
     Ok(0)
 }
