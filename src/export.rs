@@ -13,9 +13,10 @@
 //! mbox: each message follows a `From SENDER DATE` line (the envelope sender, else
 //! `MAILER-DAEMON`; the arrival time in UTC, asctime form), its lines that start with
 //! `From ` after any number of `>` get one more `>` (mboxrd quoting, which our reader and
-//! mutt's undo), and a blank line follows it. [`crate::sources`] reads exactly that back,
-//! except for a message that does not end with a line break: mbox cannot say so, and it
-//! comes back with one (`.eml` files and Maildirs keep it exactly).
+//! mutt's undo), and the next `From ` line follows it directly (no blank line, which a
+//! reader that keeps it would make part of the message). [`crate::sources`] reads exactly
+//! that back, except for a message that does not end with a line break: the next `From `
+//! line must start a line, so it gets one (`.eml` files and Maildirs keep it exactly).
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, Write};
@@ -286,13 +287,13 @@ impl Mbox {
         bytes.extend_from_slice(asctime(item.received_at).as_bytes());
         bytes.push(b'\n');
         quote_into(item.raw, &mut bytes);
-        // The blank line before the next `From ` line, which readers take off. A message
-        // that does not end with a line break gets one first: mbox cannot hold it exactly.
+        // The next `From ` line must start a line: a message that does not end with a line
+        // break gets one (an mbox cannot hold it exactly). No blank line is added, since
+        // readers that keep it (ours, imaptest's) would make it part of the message.
         if !item.raw.ends_with(b"\n") {
             bytes.push(b'\n');
             self.unterminated += 1;
         }
-        bytes.push(b'\n');
         self.file
             .write_all(&bytes)
             .map_err(io("writing the mbox"))?;

@@ -162,28 +162,9 @@ struct MboxMessage {
     contents: Vec<u8>,
 }
 
-impl MboxMessage {
-    /// The message without the blank line that separates it from the next `From ` line
-    /// (the line break of an empty line: writers put one after every message, and
-    /// `export --format mbox` does too). A message followed by no blank line (the last one
-    /// of a file that ends without one, or a writer that puts none) keeps all it has.
-    fn without_separator(mut self) -> Self {
-        let c = &mut self.contents;
-        let cut = if c.ends_with(b"\n\n") {
-            1
-        } else if c.ends_with(b"\r\n\r\n") {
-            2
-        } else {
-            0
-        };
-        c.truncate(c.len() - cut);
-        self
-    }
-}
-
 /// The messages of an mbox: each starts at a line beginning with `From `, which is not part
-/// of it, and ends before the blank line that precedes the next, if there is one (see
-/// [`MboxMessage::without_separator`]); a line of one or more `>` before `From ` loses one
+/// of it, and ends where the next begins (a blank line before it is the message's, as
+/// imaptest and the mbox files of test suites have it; `export --format mbox` writes none); a line of one or more `>` before `From ` loses one
 /// `>` (mboxrd quoting, which also undoes mboxo's). Lines before the first `From ` line are
 /// not a message.
 struct Mbox<R> {
@@ -209,14 +190,14 @@ impl<R: std::io::BufRead> Iterator for Mbox<R> {
         loop {
             line.clear();
             match self.reader.read_until(b'\n', &mut line) {
-                Ok(0) => return self.current.take().map(|m| Ok(m.without_separator())),
+                Ok(0) => return self.current.take().map(Ok),
                 Ok(_) => {}
                 Err(e) => return Some(Err(e)),
             }
             if let Some(rest) = line.strip_prefix(b"From ") {
                 let next = from_line(rest);
                 match self.current.replace(next) {
-                    Some(done) => return Some(Ok(done.without_separator())),
+                    Some(done) => return Some(Ok(done)),
                     None => continue,
                 }
             }
@@ -378,13 +359,12 @@ Subject: three\n";
                 MboxMessage {
                     sender: Some("alice@contoso.com".into()),
                     date: Some(1_174_770_000),
-                    contents: b"Subject: one\n\nFrom the start\n>From here\n> From nothing\n"
+                    contents: b"Subject: one\n\nFrom the start\n>From here\n> From nothing\n\n"
                         .to_vec(),
                 },
                 MboxMessage {
                     sender: None,
                     date: Some(1_174_777_200),
-                    // No blank line before the next `From `: nothing to take off.
                     contents: b"Subject: two\n".to_vec(),
                 },
                 MboxMessage {

@@ -15,7 +15,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::{TEST_CONFIG, mailjournal};
+use crate::support::{Rng, TEST_CONFIG, mailjournal};
 
 /// Concurrent SMTP sessions per round.
 const SESSIONS: u32 = 20;
@@ -81,27 +81,6 @@ impl Key {
         } else {
             ("marta@fabrikam.com", "alice@contoso.com")
         }
-    }
-}
-
-/// splitmix64: a deterministic generator, so a message can be rebuilt byte for byte.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + usize::try_from(self.below((hi - lo) as u64)).expect("small number")
     }
 }
 

@@ -14,35 +14,7 @@ use std::sync::Arc;
 use mailjournal::archive::{Archive, Filter};
 use mailjournal::ingest::{self, Envelope};
 
-use crate::support::{TestArchive, policy};
-
-/// splitmix64: deterministic, so a seed replays a case exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = usize::try_from(self.below(i as u64 + 1)).expect("index");
-            items.swap(i, j);
-        }
-    }
-}
+use crate::support::{Rng, TestArchive, policy};
 
 /// The messages of one case: some originals, for each some copies that differ in transport
 /// headers only (one id), some byte-identical resends, and some variants with the same

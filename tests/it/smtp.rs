@@ -207,6 +207,19 @@ async fn sources_outside_the_allow_list_must_authenticate() {
     assert_eq!(stored[0].0.copies, 2);
 }
 
+/// Runs a Python script (the independent client) off the async workers.
+async fn python(script: String) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(&script)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("python3 runs")
+}
+
 /// Issue 12: TLS 1.2 and 1.3 only, and only AEAD suites with forward secrecy, checked with
 /// OpenSSL (Python's ssl) as the client, which is told to offer what we refuse.
 #[tokio::test]
@@ -243,15 +256,7 @@ attempt("tls1.3", minimum=V.TLSv1_3)
 "#,
         port = addr.port()
     );
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .arg("-c")
-            .arg(&script)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("python3 runs");
+    let out = python(script).await;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -308,15 +313,7 @@ s.quit()
 "#,
         port = addr.port()
     );
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .arg("-c")
-            .arg(&script)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("python3 runs");
+    let out = python(script).await;
     assert!(
         out.status.success(),
         "{}",
