@@ -344,6 +344,21 @@ impl Mbox {
     }
 }
 
+/// Where `export --with-proofs` puts the evidence: `DEST.proofs`, beside the export (so
+/// that `ingest DEST` never takes a proof for a message).
+pub fn proofs_dir(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".proofs");
+    dest.with_file_name(name)
+}
+
+/// Writes one file of evidence (`name` in `dir`, which is made owner-only if missing),
+/// whole and synced.
+pub fn write_evidence(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
+    private_dir(dir)?;
+    replace(&dir.join(format!(".{name}.tmp")), &dir.join(name), bytes)
+}
+
 /// `DEST.export-progress`.
 pub fn progress_path(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();

@@ -111,6 +111,11 @@ pub struct ExportArgs {
     /// Where to write: a directory (eml, maildir) or a file (mbox). An absolute path when
     /// it comes over the admin socket.
     pub dest: PathBuf,
+    /// Also write each message's inclusion proof in the transparency log, with its signed
+    /// checkpoint, to DEST.proofs/ID.json (an evidence bundle `verify-proof` checks).
+    #[arg(long)]
+    #[serde(default)]
+    pub with_proofs: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -846,8 +851,22 @@ fn export(target: &Target<'_>, args: &ExportArgs, out: &mut dyn Write) -> Result
         indicatif::ProgressBar::hidden()
     };
     let (mut exported, mut already, mut bytes) = (0u64, 0u64, 0u64);
+    let proofs_dir = args.with_proofs.then(|| crate::export::proofs_dir(&args.dest));
+    let (mut proved, mut unproved) = (0u64, 0u64);
     let copies = target.archive.copies_of(&records)?;
     for (record, copies) in records.iter().zip(copies) {
+        if let Some(dir) = &proofs_dir {
+            match target.archive.prove(record.uid)? {
+                Some(proof) => {
+                    let json =
+                        serde_json::to_vec_pretty(&proof).map_err(std::io::Error::other)?;
+                    crate::export::write_evidence(dir, &format!("{}.json", record.id), &json)?;
+                    proved += 1;
+                }
+                // Archived before the transparency log began.
+                None => unproved += 1,
+            }
+        }
         // Every kept copy, the first as the record has it.
         for copy in copies {
             let raw = if copy.n <= 1 {
@@ -887,6 +906,9 @@ fn export(target: &Target<'_>, args: &ExportArgs, out: &mut dyn Write) -> Result
             "already_there": already,
             "bytes": bytes,
             "without_final_line_break": unterminated,
+            "proofs": proofs_dir.as_ref().map(|d| serde_json::json!({
+                "dir": d, "written": proved, "before_the_log": unproved,
+            })),
         });
         serde_json::to_writer(&mut *out, &v).map_err(std::io::Error::other)?;
         writeln!(out)?;
@@ -898,6 +920,18 @@ fn export(target: &Target<'_>, args: &ExportArgs, out: &mut dyn Write) -> Result
             args.dest.display(),
             args.format
         )?;
+        if let Some(dir) = &proofs_dir {
+            writeln!(
+                out,
+                "{proved} inclusion proofs (each with its signed checkpoint) in {}{}",
+                dir.display(),
+                if unproved > 0 {
+                    format!("; {unproved} messages were archived before the transparency log began and have none")
+                } else {
+                    String::new()
+                }
+            )?;
+        }
         if unterminated > 0 {
             writeln!(
                 out,

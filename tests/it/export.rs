@@ -1,7 +1,7 @@
 //! `mailjournal export`: every message out byte for byte, and back in with `ingest` under
 //! the same ids (issue 11, Export).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use mailjournal::admin::FilterArgs;
@@ -193,6 +193,43 @@ fn every_format_round_trips_through_ingest_with_the_same_ids_and_bytes() {
         let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
         assert_eq!(mode & 0o077, 0, "{} is owner-only: {mode:o}", p.display());
     }
+}
+
+/// `--with-proofs`: beside the export, each message's inclusion proof with its signed
+/// checkpoint, which `verify-proof` accepts with the log's key.
+#[test]
+fn an_export_with_proofs_carries_evidence_that_verify_proof_accepts() {
+    let (data, before) = source_archive();
+    let out = tempfile::tempdir().expect("tempdir");
+    let dest = out.path().join("evidence");
+    let text = run(&["export", "--with-proofs", path(&dest)], data.path());
+    let ids: BTreeSet<&String> = before.keys().map(|(id, _)| id).collect();
+    let junk = run(&["list", "--json", "--junk"], data.path()).lines().count();
+    assert!(
+        text.contains(&format!("{} inclusion proofs", ids.len() - junk)),
+        "{text}"
+    );
+    let proofs = mailjournal::export::proofs_dir(&dest);
+    let key = run(&["log-key"], data.path());
+    let key = key.trim();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&proofs).expect("proofs") {
+        let p = entry.expect("entry").path();
+        let id = p.file_stem().and_then(|s| s.to_str()).expect("name").to_owned();
+        assert!(ids.contains(&id), "a proof for a message: {}", p.display());
+        let ok = mailjournal(&["verify-proof", path(&p), "--key", key], data.path());
+        assert!(
+            ok.status.success(),
+            "{}: {}{}",
+            p.display(),
+            String::from_utf8_lossy(&ok.stdout),
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, ids.len() - junk);
+    // The evidence is not part of what `ingest DEST` reads.
+    assert!(!dest.join(format!("{}.json", ids.iter().next().expect("an id"))).exists());
 }
 
 #[test]
