@@ -851,15 +851,16 @@ fn export(target: &Target<'_>, args: &ExportArgs, out: &mut dyn Write) -> Result
         indicatif::ProgressBar::hidden()
     };
     let (mut exported, mut already, mut bytes) = (0u64, 0u64, 0u64);
-    let proofs_dir = args.with_proofs.then(|| crate::export::proofs_dir(&args.dest));
+    let proofs_dir = args
+        .with_proofs
+        .then(|| crate::export::proofs_dir(&args.dest));
     let (mut proved, mut unproved) = (0u64, 0u64);
     let copies = target.archive.copies_of(&records)?;
     for (record, copies) in records.iter().zip(copies) {
         if let Some(dir) = &proofs_dir {
             match target.archive.prove(record.uid)? {
                 Some(proof) => {
-                    let json =
-                        serde_json::to_vec_pretty(&proof).map_err(std::io::Error::other)?;
+                    let json = serde_json::to_vec_pretty(&proof).map_err(std::io::Error::other)?;
                     crate::export::write_evidence(dir, &format!("{}.json", record.id), &json)?;
                     proved += 1;
                 }
@@ -926,7 +927,9 @@ fn export(target: &Target<'_>, args: &ExportArgs, out: &mut dyn Write) -> Result
                 "{proved} inclusion proofs (each with its signed checkpoint) in {}{}",
                 dir.display(),
                 if unproved > 0 {
-                    format!("; {unproved} messages were archived before the transparency log began and have none")
+                    format!(
+                        "; {unproved} messages were archived before the transparency log began and have none"
+                    )
                 } else {
                     String::new()
                 }

@@ -204,7 +204,9 @@ fn an_export_with_proofs_carries_evidence_that_verify_proof_accepts() {
     let dest = out.path().join("evidence");
     let text = run(&["export", "--with-proofs", path(&dest)], data.path());
     let ids: BTreeSet<&String> = before.keys().map(|(id, _)| id).collect();
-    let junk = run(&["list", "--json", "--junk"], data.path()).lines().count();
+    let junk = run(&["list", "--json", "--junk"], data.path())
+        .lines()
+        .count();
     assert!(
         text.contains(&format!("{} inclusion proofs", ids.len() - junk)),
         "{text}"
@@ -215,7 +217,11 @@ fn an_export_with_proofs_carries_evidence_that_verify_proof_accepts() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&proofs).expect("proofs") {
         let p = entry.expect("entry").path();
-        let id = p.file_stem().and_then(|s| s.to_str()).expect("name").to_owned();
+        let id = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("name")
+            .to_owned();
         assert!(ids.contains(&id), "a proof for a message: {}", p.display());
         let ok = mailjournal(&["verify-proof", path(&p), "--key", key], data.path());
         assert!(
@@ -229,7 +235,11 @@ fn an_export_with_proofs_carries_evidence_that_verify_proof_accepts() {
     }
     assert_eq!(checked, ids.len() - junk);
     // The evidence is not part of what `ingest DEST` reads.
-    assert!(!dest.join(format!("{}.json", ids.iter().next().expect("an id"))).exists());
+    assert!(
+        !dest
+            .join(format!("{}.json", ids.iter().next().expect("an id")))
+            .exists()
+    );
 }
 
 #[test]
