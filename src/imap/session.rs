@@ -567,13 +567,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.status(status_bad(Some(tag), "Unknown command or bad syntax"));
             return;
         };
-        match command.into_static().body {
+        let body = command.into_static().body;
+        if matches!(body, CommandBody::Search { .. } | CommandBody::Sort { .. }) {
+            self.search_or_sort(tag, body, Some(options)).await;
+        } else {
+            self.status(status_bad(Some(tag), "Unknown command or bad syntax"));
+        }
+    }
+
+    /// SEARCH or SORT (any other command is ignored: callers match first), with the
+    /// RETURN options of ESEARCH/ESORT when there were any.
+    async fn search_or_sort(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+        options: Option<esearch::Options>,
+    ) {
+        match body {
             CommandBody::Search {
                 charset,
                 criteria,
                 uid,
             } => {
-                self.handle_search(tag, charset.as_ref(), criteria.as_ref(), uid, Some(options))
+                self.handle_search(tag, charset.as_ref(), criteria.as_ref(), uid, options)
                     .await
             }
             CommandBody::Sort {
@@ -588,13 +604,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     &charset,
                     search_criteria.as_ref(),
                     uid,
-                    Some(options),
+                    options,
                 )
                 .await
             }
-            _ => {
-                self.status(status_bad(Some(tag), "Unknown command or bad syntax"));
-            }
+            _ => {}
         }
     }
 
@@ -1092,29 +1106,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.handle_fetch(tag, &sequence_set, macro_or_item_names, uid)
                     .await
             }
-            CommandBody::Search {
-                charset,
-                criteria,
-                uid,
-            } => {
-                self.handle_search(tag, charset.as_ref(), criteria.as_ref(), uid, None)
-                    .await
-            }
-            CommandBody::Sort {
-                sort_criteria,
-                charset,
-                search_criteria,
-                uid,
-            } => {
-                self.handle_sort(
-                    tag,
-                    sort_criteria.as_ref(),
-                    &charset,
-                    search_criteria.as_ref(),
-                    uid,
-                    None,
-                )
-                .await
+            body @ (CommandBody::Search { .. } | CommandBody::Sort { .. }) => {
+                self.search_or_sort(tag, body, None).await
             }
             CommandBody::Thread {
                 algorithm,
