@@ -1364,28 +1364,20 @@ mod tests {
 
     #[test]
     fn imap_trusted_networks_default_to_loopback() {
-        let org = "[organization]\ndomains = [\"contoso.com\"]\n";
-        let s = Settings::from_toml(org, "test.toml", no_env).expect("valid");
-        let trusted: Vec<String> = s
-            .imap
-            .trusted_networks
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
-        assert_eq!(trusted, ["127.0.0.0/8", "::1/128"]);
-        let s = Settings::from_toml(
-            &format!("{org}[imap]\ntrusted_networks = [\"10.1.0.0/16\", \"192.0.2.7\"]\n"),
-            "test.toml",
-            no_env,
-        )
-        .expect("valid");
-        let trusted: Vec<String> = s
-            .imap
-            .trusted_networks
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
-        assert_eq!(trusted, ["10.1.0.0/16", "192.0.2.7/32"]);
+        let trusted = |toml: &str| -> Vec<String> {
+            let text = format!("[organization]\ndomains = [\"contoso.com\"]\n{toml}");
+            let s = Settings::from_toml(&text, "test.toml", no_env).expect("valid");
+            s.imap
+                .trusted_networks
+                .iter()
+                .map(|n| n.to_string())
+                .collect()
+        };
+        assert_eq!(trusted(""), ["127.0.0.0/8", "::1/128"]);
+        assert_eq!(
+            trusted("[imap]\ntrusted_networks = [\"10.1.0.0/16\", \"192.0.2.7\"]\n"),
+            ["10.1.0.0/16", "192.0.2.7/32"]
+        );
     }
 
     #[test]

@@ -2075,20 +2075,24 @@ mod tests {
     }
 }
 
+/// A pipeline that classifies everything as external and logs nothing: what the archive's
+/// unit tests commit with.
+#[cfg(test)]
+struct NoHooks;
+
+#[cfg(test)]
+impl Hooks for NoHooks {
+    fn classify(&self, _: Option<&str>, _: &Recipients) -> Direction {
+        Direction::External
+    }
+    fn pairs(&self, _: Option<&str>, _: &Recipients) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
+
 #[cfg(test)]
 mod copy_tests {
     use super::*;
-
-    struct NoHooks;
-
-    impl Hooks for NoHooks {
-        fn classify(&self, _: Option<&str>, _: &Recipients) -> Direction {
-            Direction::External
-        }
-        fn pairs(&self, _: Option<&str>, _: &Recipients) -> Vec<(String, String)> {
-            Vec::new()
-        }
-    }
 
     const ID: &str = "aaaaaaaaaaaaaaaaaaaaaaaa";
 

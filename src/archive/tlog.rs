@@ -472,18 +472,7 @@ fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
 mod tests {
     use super::super::tables::{MESSAGES, TLOG_LEAVES};
     use super::super::*;
-    use crate::ingest::recipients::Recipients;
     use crate::tlog::{self, Leaf};
-
-    struct NoHooks;
-    impl Hooks for NoHooks {
-        fn classify(&self, _: Option<&str>, _: &Recipients) -> Direction {
-            Direction::External
-        }
-        fn pairs(&self, _: Option<&str>, _: &Recipients) -> Vec<(String, String)> {
-            Vec::new()
-        }
-    }
 
     fn message(n: u32, id_of: u32, at: i64) -> NewMessage {
         let raw = format!("Subject: {n}\r\n\r\nbody {n}\r\n").into_bytes();
